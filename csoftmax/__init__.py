@@ -1,0 +1,54 @@
+"""csoftmax: the fastest and the most accurate softmax for NumPy.
+
+A drop-in for ``scipy.special.softmax`` / ``log_softmax`` / ``logsumexp`` on
+a runtime-dispatched C/SIMD kernel with OpenMP threads; a pure-NumPy
+implementation of the same contract runs where the extension is absent or
+when ``CSOFTMAX_BACKEND=python``.
+"""
+
+import os as _os
+import warnings as _warnings
+
+from csoftmax._version import __version__
+
+
+def _load_backend():
+    if _os.environ.get("CSOFTMAX_BACKEND", "").lower() == "python":
+        from csoftmax import _fallback
+
+        return _fallback, "python"
+    try:
+        from csoftmax import _native
+    except ImportError as error:
+        _warnings.warn(
+            f"csoftmax's C extension could not be imported ({error}); using the slower "
+            "pure-NumPy backend. Reinstall with a C compiler (or a binary wheel) for speed.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        from csoftmax import _fallback
+
+        return _fallback, "python"
+    return _native, "c"
+
+
+_backend, backend = _load_backend()
+
+softmax = _backend.softmax
+log_softmax = _backend.log_softmax
+logsumexp = _backend.logsumexp
+get_num_threads = _backend.get_num_threads
+set_num_threads = _backend.set_num_threads
+
+from csoftmax._config import get_include, show_config  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "get_include",
+    "get_num_threads",
+    "log_softmax",
+    "logsumexp",
+    "set_num_threads",
+    "show_config",
+    "softmax",
+]

@@ -1,0 +1,292 @@
+"""Pure-NumPy implementation of the whole csoftmax contract.
+
+It is the backend when the C extension is missing, the computation for
+dtypes the kernels do not take (longdouble), and the tests' oracle.
+
+Exact mode keeps every result within a few ULP whatever the spread of the
+logits:
+
+* float32 rows are computed in float64, where ``x - max`` is exact for all
+  practical purposes and one final rounding gives the float32 result.
+* float64 and longdouble rows split ``x - max`` into ``hi + lo`` exactly
+  (Fast2Sum) and use ``exp(hi + lo) = e + e*lo`` with ``e = exp(hi)``; sums
+  are accumulated in longdouble where it is wider, else by a TwoSum tree.
+* The sum of the non-maximal terms ``T`` is summed directly, never as
+  ``S - 1``, so that ``log1p(T)`` keeps log_softmax accurate near 0.
+"""
+
+import operator
+import os
+
+import numpy as np
+
+from . import _api
+
+_FLOAT64 = np.dtype(np.float64)
+
+# Where longdouble has more precision than float64 (x86 extended, quad), a
+# float64 row sums accurately with np.sum in longdouble; elsewhere (MSVC,
+# Apple silicon) by a TwoSum tree. Tests flip this to cover both branches.
+LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
+
+
+def _default_num_threads():
+    try:
+        count = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        count = 0
+    return count if count >= 1 else os.cpu_count() or 1
+
+
+# NumPy runs on one thread here; the value is kept so that the API matches.
+_num_threads = _default_num_threads()
+
+
+def get_num_threads():
+    """The thread count csoftmax would use (OMP_NUM_THREADS or the CPU count)."""
+    return _num_threads
+
+
+def set_num_threads(n):
+    """Set the thread count (an int >= 1)."""
+    global _num_threads
+    if isinstance(n, (bool, np.bool_)):
+        raise TypeError("the number of threads must be an integer, not bool")
+    n = operator.index(n)
+    if n < 1:
+        raise ValueError(f"the number of threads must be at least 1, not {n}")
+    _num_threads = n
+
+
+def softmax(x, axis=None, *, out=None, precision="exact"):
+    """scipy.special.softmax, accurate to a few ULP; see DESIGN.md §1."""
+    return _run("softmax", x, axis, out, precision)
+
+
+def log_softmax(x, axis=None, *, out=None, precision="exact"):
+    """scipy.special.log_softmax, accurate to a few ULP; see DESIGN.md §1."""
+    return _run("log_softmax", x, axis, out, precision)
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """scipy.special.logsumexp, accurate to a few ULP; see DESIGN.md §1."""
+    if b is None and not return_sign:
+        return _run("logsumexp", a, axis, None, "exact", keepdims)
+    return _signed_logsumexp(a, axis, b, keepdims, return_sign)
+
+
+def _signed_logsumexp(a, axis, b, keepdims, return_sign):
+    """log|sum(b * exp(a))| and its sign, with scipy.special.logsumexp's rules."""
+    a, b, dtype = _weighted_operands(a, b)
+    shape = np.broadcast_shapes(a.shape, b.shape) or (1,)  # 0-d reads as (1,)
+    if dtype.kind == "c":
+        axes = _api.normalize_axes(axis, len(shape))
+        special = _api.scipy_special()
+        with np.errstate(all="ignore"):
+            return special.logsumexp(a, axis=axes, b=b, keepdims=keepdims,
+                                     return_sign=return_sign)
+    p = _api.plan("logsumexp", np.broadcast_to(a.astype(dtype, copy=False), shape),
+                  axis, None, "exact", keepdims)
+    if p.route == "done":  # nothing to sum: -inf, whose sign scipy gives as -1
+        result = p.finish()
+        return (result, np.sign(result)) if return_sign else result
+
+    x3, b3 = p.x3, p.arrange(np.broadcast_to(b, shape))
+    widen = x3.dtype == np.float32
+    with np.errstate(all="ignore"):
+        work = x3.astype(np.float64) if widen else x3
+        weights = b3.astype(np.float64) if widen else b3
+        # A zero weight drops its term, even an infinite or NaN one.
+        work = np.where(weights == 0, -np.inf, work)
+        maximum = work.max(axis=1, keepdims=True)
+        hi, lo = _shift(work, maximum, correct=not widen)
+        is_max = hi == 0
+        terms = weights * np.exp(hi)
+        tie_weight, tie_error = _sum_where(weights, is_max, accurate=not widen)
+        rest, rest_error = _sum_where(terms, ~is_max, accurate=not widen)
+        if not widen:
+            tie_weight += tie_error
+            rest += rest_error + (terms * lo).sum(axis=1, keepdims=True)
+        # log|tie_weight + rest|, through log1p where that keeps more digits.
+        ratio = rest / tie_weight
+        total = tie_weight + rest
+        use_log1p = (ratio > -0.5) & (ratio < np.inf)
+        log_abs = np.where(use_log1p, np.log(np.abs(tie_weight)) + np.log1p(ratio),
+                           np.log(np.abs(total)))
+        result = log_abs + maximum
+        sign = np.sign(total)
+        unfinished = ~np.isfinite(result)
+        if unfinished.any():
+            # scipy gives every row its scaled formula cannot finish (NaN, inf,
+            # only excluded terms, a zero sum) the unscaled one.
+            plain = np.sum(b3 * np.exp(x3), axis=1, keepdims=True)
+            result = np.where(unfinished, np.log(np.abs(plain)), result)
+            sign = np.where(unfinished, np.sign(plain), sign)
+        if not return_sign:
+            result[sign < 0] = np.nan
+    result = p.result_from(result[:, 0])
+    return (result, p.result_from(sign[:, 0])) if return_sign else result
+
+
+def _weighted_operands(a, b):
+    """`a` and `b` (ones if None) as arrays, and the dtype scipy computes in.
+
+    As in scipy, Python scalars do not widen the dtype: float32 `a` with
+    ``b=2`` stays float32; integers and booleans become float64.
+    """
+    operands, arrays = [], []
+    for value in (a, b):
+        if value is None:
+            continue
+        array = _api.as_array(value)
+        _api.dtypes(array.dtype)  # TypeError for unsupported dtypes
+        weak = isinstance(value, (bool, int, float, complex)) and not isinstance(value, np.generic)
+        operands.append(value if weak else array)
+        arrays.append(array)
+    dtype = np.result_type(*operands)
+    if dtype.kind not in "fc":
+        dtype = _FLOAT64
+    if b is None:
+        arrays.append(np.ones((), dtype))
+    return arrays[0], arrays[1], dtype
+
+
+def _run(op, x, axis, out, precision, keepdims=False):
+    p = _api.plan(op, x, axis, out, precision, keepdims)
+    if p.route != "done":
+        compute3(op, p.x3, p.y3, p.precision)
+    return p.finish()
+
+
+def compute3(op, x3, y3, precision):
+    """Fill `y3` with `op` of `x3` reduced along axis 1.
+
+    `x3` is ``(outer, n, inner)`` with n >= 1; `y3` has its shape, or
+    ``(outer, inner)`` for logsumexp, and the same dtype; `y3` may be `x3`.
+    """
+    exact = precision == "exact"
+    widen = exact and x3.dtype == np.float32
+    with np.errstate(all="ignore"):
+        work = x3.astype(np.float64) if widen else x3
+        maximum = work.max(axis=1, keepdims=True)
+        hi, lo = _shift(work, maximum, correct=exact and not widen)
+        e = np.exp(hi)
+        if exact:
+            is_max = hi == 0
+            ties = np.count_nonzero(is_max, axis=1, keepdims=True)
+            rest, rest_error = _sum_where(e, ~is_max, accurate=lo is not None)
+            if lo is not None:  # exp(hi + lo) = e + e*lo, and lo is 0 at the maximum
+                rest_error += (e * lo).sum(axis=1, keepdims=True)
+            # softmax divides by S = ties + rest; the logs take log1p(T) with
+            # T = S - 1 summed directly, which keeps log_softmax exact near 0.
+            total, total_error = _add(ties if op == "softmax" else ties - 1, rest, rest_error)
+        else:
+            total, total_error = e.sum(axis=1, keepdims=True), None
+        if op == "softmax":
+            if total_error is None:
+                np.divide(e, total, out=y3, casting="same_kind")
+                return
+            # e * (1 + lo) / (total + total_error), with one rounding on e.
+            e /= total
+            correction = lo - total_error / total
+            correction *= e
+            np.add(e, correction, out=y3)
+            return
+        if not exact:
+            log_total = np.log(total)
+        else:
+            log_total = np.log1p(total)
+            if total_error is not None:
+                log_total += total_error / (1 + total)
+        if op == "log_softmax":
+            if lo is None:
+                np.subtract(hi, log_total, out=y3, casting="same_kind")
+            else:
+                lo -= log_total
+                np.add(hi, lo, out=y3)
+            return
+        # logsumexp: rows of -inf give -inf, with +inf +inf, with NaN NaN.
+        result = np.where(np.isfinite(maximum), maximum + log_total, maximum)
+        np.copyto(y3, result[:, 0], casting="same_kind")
+
+
+def _shift(work, maximum, correct):
+    """``work - maximum`` along axis 1 as ``(hi, lo)``.
+
+    Rows whose maximum is not finite (NaN, +inf, or only -inf) become NaN
+    rows. With `correct`, `lo` is the exact rounding error of `hi`, else None.
+    """
+    shift = np.where(np.isfinite(maximum), maximum, np.nan)
+    hi = work - shift
+    if not correct:
+        return hi, None
+    # Fast2Sum of work + (-shift): work <= shift, so min(work, -shift) is
+    # the operand of larger magnitude and the error term below is exact.
+    negated = -shift
+    big = np.minimum(work, negated)
+    small = np.maximum(work, negated)
+    np.subtract(hi, big, out=big)
+    lo = np.subtract(small, big, out=small)
+    # exp(hi) is 0 where x is -inf or x - max overflowed: lo must not be NaN.
+    lo[hi == -np.inf] = 0
+    return hi, lo
+
+
+def _sum_where(terms, where, accurate):
+    """Sum along axis 1 (kept) of `terms` where `where` is True, as ``(sum, error)``.
+
+    The error is None unless `accurate`; float32 widened to float64 does not
+    need it.
+    """
+    terms = np.where(where, terms, 0)
+    if not accurate:
+        return terms.sum(axis=1, keepdims=True), None
+    return _accurate_sum(terms)
+
+
+def _add(a, b, b_error):
+    """``a + (b + b_error)`` as ``(sum, error)``, exactly when `b_error` is not None."""
+    total = a + b
+    if b_error is None:
+        return total, None
+    return total, _two_sum_error(a, b, total) + b_error
+
+
+def _accurate_sum(terms):
+    """Sum along axis 1 (kept) as ``(sum, error)`` good to far below an ULP."""
+    if LONGDOUBLE_IS_WIDER and terms.dtype == np.float64 and terms.shape[2] == 1:
+        # Pairwise in 64-bit mantissas, then split into two float64s.
+        wide = terms.sum(axis=1, keepdims=True, dtype=np.longdouble)
+        summed = wide.astype(np.float64)
+        return summed, (wide - summed).astype(np.float64)
+    summed, errors = _two_sum_tree(terms)
+    total = summed + errors
+    return total, errors - (total - summed)  # Fast2Sum: |errors| << |summed|
+
+
+def _two_sum_tree(terms):
+    """Pairwise sum along axis 1 and the sum of its rounding errors.
+
+    Each level adds the first half of the row to the second half with TwoSum,
+    so every partial sum is exact once its error is counted; the errors are
+    orders of magnitude smaller and are summed plainly.
+    """
+    errors = np.zeros_like(terms[:, :1])
+    while terms.shape[1] > 1:
+        half = terms.shape[1] // 2
+        first, second = terms[:, :half], terms[:, half:2 * half]
+        sums = first + second
+        errors += _two_sum_error(first, second, sums).sum(axis=1, keepdims=True)
+        if terms.shape[1] % 2:  # fold the odd term into the first sum
+            head, odd = sums[:, :1], terms[:, -1:]
+            folded = head + odd
+            errors += _two_sum_error(head, odd, folded)
+            head[...] = folded
+        terms = sums
+    return terms, errors
+
+
+def _two_sum_error(a, b, total):
+    """The exact rounding error of ``total = a + b`` (Knuth's TwoSum)."""
+    b_virtual = total - a
+    return (a - (total - b_virtual)) + (b - b_virtual)

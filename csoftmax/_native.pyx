@@ -1,0 +1,249 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+# cython: cdivision=True, freethreading_compatible=True
+"""The C backend: a zero-overhead path for the common call, typed memoryviews
+for everything `_api.plan` normalises, and the GIL released around every
+kernel call.  No loop over elements lives here."""
+
+import warnings
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+from csoftmax.csoftmax cimport (
+    csm_operation, csm_precision, CSM_ERROR_NO_MEMORY, CSM_EXACT, CSM_FAST, CSM_ISA_COUNT, CSM_ISA_INIT_OK,
+    CSM_ISA_INIT_UNKNOWN_NAME, CSM_LOG_SOFTMAX, CSM_LOGSUMEXP, CSM_OK, CSM_SOFTMAX,
+    csm_get_isa, csm_get_num_threads, csm_init, csm_isa_available, csm_isa_from_name,
+    csm_isa_name, csm_openmp_enabled, csm_reduce_f32, csm_reduce_f64, csm_set_isa,
+    csm_set_num_threads)
+
+from csoftmax import _api, _fallback
+
+cnp.import_array()
+
+cdef enum:
+    MAX_FAST_DIMS = 32
+
+cdef object _OPERATION_NAMES = ("softmax", "log_softmax", "logsumexp")
+
+
+def _initialise():
+    status = csm_init()
+    if status == CSM_ISA_INIT_OK:
+        return
+    import os
+    requested = os.environ.get("CSOFTMAX_ISA", "")
+    chosen = csm_isa_name(csm_get_isa()).decode()
+    if status == CSM_ISA_INIT_UNKNOWN_NAME:
+        reason = "is not one of " + ", ".join(
+            csm_isa_name(i).decode() for i in range(CSM_ISA_COUNT))
+    else:
+        reason = "is not available on this CPU or build"
+    warnings.warn(f"CSOFTMAX_ISA={requested!r} {reason}; using {chosen!r}",
+                  RuntimeWarning, stacklevel=3)
+
+
+_initialise()
+
+
+cdef int _precision_code(object precision) except -1:
+    if precision == "exact":
+        return CSM_EXACT
+    if precision == "fast":
+        return CSM_FAST
+    raise ValueError(f"precision must be 'exact' or 'fast', not {precision!r}")
+
+
+cdef int _raise_status(int status) except -1:
+    if status == CSM_ERROR_NO_MEMORY:
+        raise MemoryError("csoftmax: out of memory for the partial sums of long rows")
+    raise RuntimeError(f"csoftmax kernel failed with status {status}")
+
+
+cdef inline bint _overlap(cnp.ndarray a, cnp.ndarray b):
+    cdef char *a_start = <char *> cnp.PyArray_DATA(a)
+    cdef char *b_start = <char *> cnp.PyArray_DATA(b)
+    return (a_start < b_start + cnp.PyArray_NBYTES(b)) and (b_start < a_start + cnp.PyArray_NBYTES(a))
+
+
+cdef int _run(int operation, int precision, int type_number, const void *x, void *y,
+              int64_t outer, int64_t n, int64_t inner) except -1:
+    cdef int status
+    with nogil:
+        if type_number == cnp.NPY_FLOAT32:
+            status = csm_reduce_f32(<csm_operation> operation, <csm_precision> precision,
+                                    <const float *> x, <float *> y, outer, n, inner)
+        else:
+            status = csm_reduce_f64(<csm_operation> operation, <csm_precision> precision,
+                                    <const double *> x, <double *> y, outer, n, inner)
+    if status != CSM_OK:
+        _raise_status(status)
+    return 0
+
+
+cdef inline bint _plain_float_array(object x):
+    """An exact ndarray of native, aligned, C-contiguous float32/float64 with elements."""
+    if not cnp.PyArray_CheckExact(x):
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray> x
+    cdef int type_number = cnp.PyArray_TYPE(a)
+    return ((type_number == cnp.NPY_FLOAT32 or type_number == cnp.NPY_FLOAT64)
+            and cnp.PyArray_ISCARRAY_RO(a) and cnp.PyArray_ISNOTSWAPPED(a)
+            and cnp.PyArray_NDIM(a) >= 1 and cnp.PyArray_NDIM(a) <= MAX_FAST_DIMS
+            and cnp.PyArray_SIZE(a) > 0)
+
+
+cdef object _fast_path(int operation, object x, object axis, object out, int precision):
+    """The common call without any Python-level work; None when it does not apply."""
+    if not _plain_float_array(x):
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray> x
+    cdef int ndim = cnp.PyArray_NDIM(a)
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(a)
+    cdef int type_number = cnp.PyArray_TYPE(a)
+    cdef Py_ssize_t reduced
+    cdef int64_t outer = 1, n, inner = 1
+    cdef int k
+    cdef cnp.npy_intp result_shape[MAX_FAST_DIMS]
+    cdef cnp.ndarray result
+    if axis is None:
+        n = cnp.PyArray_SIZE(a)
+        reduced = -1
+    elif type(axis) is int:
+        reduced = axis
+        if reduced < 0:
+            reduced += ndim
+        if reduced < 0 or reduced >= ndim:
+            return None  # the general path raises the AxisError
+        n = shape[reduced]
+        for k in range(reduced):
+            outer *= shape[k]
+        for k in range(reduced + 1, ndim):
+            inner *= shape[k]
+    else:
+        return None
+
+    if operation == CSM_LOGSUMEXP:
+        if out is not None:
+            return None
+        for k in range(ndim):
+            result_shape[k] = shape[k]
+        if reduced < 0:
+            ndim = 0
+        else:
+            for k in range(reduced, ndim - 1):
+                result_shape[k] = shape[k + 1]
+            ndim -= 1
+        result = cnp.PyArray_EMPTY(ndim, result_shape, type_number, 0)
+        _run(operation, precision, type_number, cnp.PyArray_DATA(a), cnp.PyArray_DATA(result),
+             outer, n, inner)
+        return result[()] if ndim == 0 else result  # scipy returns a scalar for 0-d
+
+    if out is None:
+        result = cnp.PyArray_EMPTY(ndim, shape, type_number, 0)
+    else:
+        if not cnp.PyArray_CheckExact(out):
+            return None
+        result = <cnp.ndarray> out
+        if (cnp.PyArray_TYPE(result) != type_number or not cnp.PyArray_ISCARRAY(result)
+                or not cnp.PyArray_ISNOTSWAPPED(result) or cnp.PyArray_NDIM(result) != ndim):
+            return None
+        for k in range(ndim):
+            if cnp.PyArray_DIMS(result)[k] != shape[k]:
+                return None
+        # in place is fine; any other overlap goes through the general path's copy
+        if result is not a and _overlap(result, a):
+            return None
+    _run(operation, precision, type_number, cnp.PyArray_DATA(a), cnp.PyArray_DATA(result),
+         outer, n, inner)
+    return result
+
+
+def _compute3(operation_name, x3, y3, precision):
+    """Fills y3 from the normalised (outer, n, inner) x3 with the C kernel."""
+    cdef int operation = _OPERATION_NAMES.index(operation_name)
+    cdef int precision_code = _precision_code(precision)
+    cdef int64_t outer = x3.shape[0], n = x3.shape[1], inner = x3.shape[2]
+    if x3.size == 0 or y3.size == 0:
+        return
+    cdef const float[::1] x_f32
+    cdef float[::1] y_f32
+    cdef const double[::1] x_f64
+    cdef double[::1] y_f64
+    if x3.dtype == np.float32:
+        x_f32 = x3.reshape(-1)
+        y_f32 = y3.reshape(-1)
+        _run(operation, precision_code, cnp.NPY_FLOAT32, &x_f32[0], &y_f32[0], outer, n, inner)
+    else:
+        x_f64 = x3.reshape(-1)
+        y_f64 = y3.reshape(-1)
+        _run(operation, precision_code, cnp.NPY_FLOAT64, &x_f64[0], &y_f64[0], outer, n, inner)
+
+
+cdef object _reduce(int operation, object x, object axis, object out, object precision,
+                    bint keepdims=False):
+    cdef int precision_code = _precision_code(precision)
+    cdef object result
+    if not keepdims:
+        result = _fast_path(operation, x, axis, out, precision_code)
+        if result is not None:
+            return result
+    name = _OPERATION_NAMES[operation]
+    plan = _api.plan(name, x, axis, out, precision, keepdims=keepdims)
+    if plan.route == "kernel":
+        _compute3(name, plan.x3, plan.y3, plan.precision)
+    elif plan.route == "numpy":
+        _fallback.compute3(name, plan.x3, plan.y3, plan.precision)
+    return plan.finish()
+
+
+def softmax(x, axis=None, *, out=None, precision="exact"):
+    """Softmax along `axis` (None: the whole array); see csoftmax.softmax."""
+    return _reduce(CSM_SOFTMAX, x, axis, out, precision)
+
+
+def log_softmax(x, axis=None, *, out=None, precision="exact"):
+    """Log-softmax along `axis`; see csoftmax.log_softmax."""
+    return _reduce(CSM_LOG_SOFTMAX, x, axis, out, precision)
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """log(sum(exp(a))) along `axis`; `b` and `return_sign` take the NumPy path."""
+    if b is not None or return_sign:
+        return _fallback.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign)
+    return _reduce(CSM_LOGSUMEXP, a, axis, None, "exact", keepdims)
+
+
+def get_num_threads():
+    """Threads a call may use: set_num_threads' value, else OpenMP's default."""
+    return csm_get_num_threads()
+
+
+def set_num_threads(n):
+    """Use at most n (>= 1) threads in csoftmax calls."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"set_num_threads expects an int, not {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads expects n >= 1, not {n}")
+    csm_set_num_threads(<int> min(int(n), 1 << 20))
+
+
+def openmp_enabled():
+    return bool(csm_openmp_enabled())
+
+
+def available_isas():
+    """The ISAs usable here, best last."""
+    return [csm_isa_name(i).decode() for i in range(CSM_ISA_COUNT) if csm_isa_available(i)]
+
+
+def get_isa():
+    return csm_isa_name(csm_get_isa()).decode()
+
+
+def set_isa(name):
+    """Switch the kernel in use (tests force each ISA this way)."""
+    cdef int isa = csm_isa_from_name(str(name).encode())
+    if isa < 0 or csm_set_isa(isa) != CSM_OK:
+        raise ValueError(f"ISA {name!r} is not available here; available: {available_isas()}")

@@ -1,0 +1,46 @@
+# Declarations of the csoftmax C API (src_c/csoftmax.h) for other Cython code:
+#     from csoftmax.csoftmax cimport csm_reduce_f64, CSM_SOFTMAX, CSM_EXACT
+# Every function is nogil and never touches Python objects.
+from libc.stdint cimport int64_t
+
+
+cdef extern from "csoftmax.h" nogil:
+    ctypedef enum csm_operation:
+        CSM_SOFTMAX
+        CSM_LOG_SOFTMAX
+        CSM_LOGSUMEXP
+
+    ctypedef enum csm_precision:
+        CSM_EXACT
+        CSM_FAST
+
+    ctypedef enum csm_isa:
+        CSM_ISA_SCALAR
+        CSM_ISA_AVX2
+        CSM_ISA_AVX512
+        CSM_ISA_NEON
+        CSM_ISA_COUNT
+
+    enum:
+        CSM_OK
+        CSM_ERROR_NO_MEMORY
+        CSM_ERROR_BAD_ARGUMENT
+        CSM_ISA_INIT_OK
+        CSM_ISA_INIT_UNKNOWN_NAME
+        CSM_ISA_INIT_UNAVAILABLE
+
+    int csm_reduce_f32(csm_operation operation, csm_precision precision, const float *x, float *y,
+                       int64_t outer, int64_t n, int64_t inner)
+    int csm_reduce_f64(csm_operation operation, csm_precision precision, const double *x, double *y,
+                       int64_t outer, int64_t n, int64_t inner)
+
+    int csm_get_num_threads()
+    void csm_set_num_threads(int n)
+    int csm_openmp_enabled()
+
+    int csm_init()
+    const char *csm_isa_name(int isa)
+    int csm_isa_from_name(const char *name)
+    int csm_isa_available(int isa)
+    int csm_get_isa()
+    int csm_set_isa(int isa)

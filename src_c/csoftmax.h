@@ -1,0 +1,75 @@
+/* csoftmax C API: numerically exact, multithreaded softmax / log_softmax /
+ * logsumexp over the middle axis of a C-contiguous (outer, n, inner) array.
+ * This header is what the Cython layer and C embedders include; it never
+ * mentions Python. */
+#ifndef CSOFTMAX_H
+#define CSOFTMAX_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    CSM_SOFTMAX = 0,
+    CSM_LOG_SOFTMAX = 1,
+    CSM_LOGSUMEXP = 2
+} csm_operation;
+
+typedef enum {
+    CSM_EXACT = 0, /* <= 4 ULP for any spread of logits (the default) */
+    CSM_FAST = 1   /* classical algorithm: x - max rounded once */
+} csm_precision;
+
+typedef enum {
+    CSM_ISA_SCALAR = 0,
+    CSM_ISA_AVX2 = 1,
+    CSM_ISA_AVX512 = 2,
+    CSM_ISA_NEON = 3,
+    CSM_ISA_COUNT = 4
+} csm_isa;
+
+enum {
+    CSM_OK = 0,
+    CSM_ERROR_NO_MEMORY = 1,
+    CSM_ERROR_BAD_ARGUMENT = 2
+};
+
+/* Reduce along n of the C-contiguous (outer, n, inner) array x.
+ * softmax / log_softmax: y has x's shape.  logsumexp: y is (outer, inner).
+ * y may be x itself (in place); any other overlap is undefined.
+ * Results are bitwise identical for every thread count.
+ * Returns CSM_OK or a CSM_ERROR_* code. */
+int csm_reduce_f32(csm_operation operation, csm_precision precision, const float *x, float *y,
+                   int64_t outer, int64_t n, int64_t inner);
+int csm_reduce_f64(csm_operation operation, csm_precision precision, const double *x, double *y,
+                   int64_t outer, int64_t n, int64_t inner);
+
+/* Threads: the override set by csm_set_num_threads, else omp_get_max_threads()
+ * of the calling thread (so OMP_NUM_THREADS and threadpoolctl apply). */
+int csm_get_num_threads(void);
+/* n >= 1 overrides; n == 0 restores the OpenMP default. */
+void csm_set_num_threads(int n);
+int csm_openmp_enabled(void);
+
+/* Kernel selection.  csm_init() picks the best ISA this CPU supports, capped
+ * by the CSOFTMAX_ISA environment variable; it returns CSM_ISA_INIT_* so the
+ * caller can warn about a bad value.  Safe to call more than once. */
+enum {
+    CSM_ISA_INIT_OK = 0,
+    CSM_ISA_INIT_UNKNOWN_NAME = 1, /* CSOFTMAX_ISA names no ISA */
+    CSM_ISA_INIT_UNAVAILABLE = 2   /* named ISA not usable here: best one used */
+};
+int csm_init(void);
+const char *csm_isa_name(int isa);
+int csm_isa_from_name(const char *name); /* -1 if unknown */
+int csm_isa_available(int isa);          /* compiled in and supported by this CPU */
+int csm_get_isa(void);
+int csm_set_isa(int isa); /* CSM_OK, or CSM_ERROR_BAD_ARGUMENT if unavailable */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CSOFTMAX_H */

@@ -1,0 +1,176 @@
+/* The driver for one element type, included by driver.c with ELEMENT and
+ * SUFFIX defined.  It maps an (outer, n, inner) reduction onto the kernels:
+ *   inner > 1              column tiles, spread over threads;
+ *   inner == 1, short n    whole rows (three passes in cache), spread over threads;
+ *   inner == 1, long n     fixed BLOCK_BYTES blocks whose partials combine per
+ *                          row in block order, every (row, block) spread over
+ *                          threads, so one long row uses every core.
+ * Each row's arithmetic depends only on n, never on the thread count, so
+ * results are bitwise identical for any number of threads. */
+
+#define DRIVER_FN_(name, suffix) name##_##suffix
+#define DRIVER_FN2(name, suffix) DRIVER_FN_(name, suffix)
+#define DRIVER_FN(name) DRIVER_FN2(name, SUFFIX)
+#define KERNEL_FN_(name, suffix) name##_##suffix
+#define KERNEL_FN2(name, suffix) KERNEL_FN_(name, suffix)
+#define KERNEL_FN(table, name) (table)->KERNEL_FN2(name, SUFFIX)
+
+static void DRIVER_FN(fill)(ELEMENT *y, int64_t n, ELEMENT value)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = value;
+}
+
+/* One row that fits in cache. */
+static void DRIVER_FN(short_row)(const csm_kernel_table *kernels, int operation, int precision, const ELEMENT *x,
+                                 ELEMENT *y, int64_t n)
+{
+    csm_partial partial;
+    csm_row_scale scale;
+    const int store = operation == CSM_SOFTMAX;
+    KERNEL_FN(kernels, partial)(x, store ? y : NULL, n, precision, &partial);
+    csm_row_state state = csm_row_scale_from_partials(&partial, 1, operation, &scale);
+    if (operation == CSM_LOGSUMEXP)
+        *y = (ELEMENT)csm_logsumexp_from_state(state, &scale);
+    else if (state != CSM_ROW_FINITE)
+        DRIVER_FN(fill)(y, n, (ELEMENT)NAN);
+    else if (store)
+        KERNEL_FN(kernels, scale)(y, n, precision, &scale);
+    else
+        KERNEL_FN(kernels, finish)(x, y, n, operation, precision, &scale);
+}
+
+static void DRIVER_FN(short_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int64_t begin, int64_t end)
+{
+    const int64_t y_row = r->operation == CSM_LOGSUMEXP ? 1 : r->n;
+    for (int64_t row = begin; row < end; row++)
+        DRIVER_FN(short_row)(r->kernels, r->operation, r->precision, x + row * r->n, y + row * y_row, r->n);
+}
+
+static void DRIVER_FN(column_tiles)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int64_t begin, int64_t end)
+{
+    const int64_t tile = KERNEL_FN(r->kernels, column_tile);
+    const int64_t tiles = (r->inner + tile - 1) / tile;
+    const int64_t y_slab = r->operation == CSM_LOGSUMEXP ? r->inner : r->n * r->inner;
+    for (int64_t item = begin; item < end; item++) {
+        const int64_t slab = item / tiles, first_column = (item % tiles) * tile;
+        const int64_t columns = r->inner - first_column < tile ? r->inner - first_column : tile;
+        KERNEL_FN(r->kernels, columns)(x + slab * r->n * r->inner + first_column, y + slab * y_slab + first_column,
+                                       r->n, r->inner, columns, r->operation, r->precision);
+    }
+}
+
+/* Long rows, phase 1: the partial of every (row, block) item. */
+static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, csm_partial *partials,
+                                      int64_t begin, int64_t end)
+{
+    const int64_t block = BLOCK_BYTES / (int64_t)sizeof(ELEMENT);
+    for (int64_t item = begin; item < end; item++) {
+        const int64_t row = item / r->blocks, start = (item % r->blocks) * block;
+        const int64_t length = r->n - start < block ? r->n - start : block;
+        KERNEL_FN(r->kernels, partial)(x + row * r->n + start, NULL, length, r->precision, &partials[item]);
+    }
+}
+
+/* Long rows, phase 3: outputs of every (row, block) item from its row's scale. */
+static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y,
+                                     const csm_row_state *states, const csm_row_scale *scales, int64_t begin,
+                                     int64_t end)
+{
+    const int64_t block = BLOCK_BYTES / (int64_t)sizeof(ELEMENT);
+    for (int64_t item = begin; item < end; item++) {
+        const int64_t row = item / r->blocks, start = (item % r->blocks) * block;
+        const int64_t length = r->n - start < block ? r->n - start : block;
+        const int64_t offset = row * r->n + start;
+        if (states[row] != CSM_ROW_FINITE)
+            DRIVER_FN(fill)(y + offset, length, (ELEMENT)NAN);
+        else
+            KERNEL_FN(r->kernels, finish)(x + offset, y + offset, length, r->operation, r->precision,
+                                          &scales[row]);
+    }
+}
+
+static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int threads)
+{
+    const int64_t items = r->outer * r->blocks;
+    csm_partial *partials = (csm_partial *)malloc((size_t)items * sizeof(csm_partial));
+    csm_row_scale *scales = (csm_row_scale *)malloc((size_t)r->outer * sizeof(csm_row_scale));
+    csm_row_state *states = (csm_row_state *)malloc((size_t)r->outer * sizeof(csm_row_state));
+    if (!partials || !scales || !states) {
+        free(partials);
+        free(scales);
+        free(states);
+        return CSM_ERROR_NO_MEMORY;
+    }
+    CSM_PARALLEL(threads, {
+        int64_t begin, end;
+        csm_thread_range(items, &begin, &end);
+        DRIVER_FN(block_partials)(r, x, partials, begin, end);
+        CSM_BARRIER;
+        /* phase 2: combine each row's partials in block order */
+        csm_thread_range(r->outer, &begin, &end);
+        for (int64_t row = begin; row < end; row++) {
+            states[row] = csm_row_scale_from_partials(partials + row * r->blocks, r->blocks, r->operation,
+                                                      &scales[row]);
+            if (r->operation == CSM_LOGSUMEXP)
+                y[row] = (ELEMENT)csm_logsumexp_from_state(states[row], &scales[row]);
+        }
+        CSM_BARRIER;
+        if (r->operation != CSM_LOGSUMEXP) {
+            csm_thread_range(items, &begin, &end);
+            DRIVER_FN(block_outputs)(r, x, y, states, scales, begin, end);
+        }
+    });
+    free(partials);
+    free(scales);
+    free(states);
+    return CSM_OK;
+}
+
+int DRIVER_FN(csm_reduce)(csm_operation operation, csm_precision precision, const ELEMENT *x, ELEMENT *y,
+                          int64_t outer, int64_t n, int64_t inner)
+{
+    if (outer < 0 || n < 0 || inner < 0 || (operation != CSM_SOFTMAX && operation != CSM_LOG_SOFTMAX &&
+                                           operation != CSM_LOGSUMEXP) ||
+        (precision != CSM_EXACT && precision != CSM_FAST))
+        return CSM_ERROR_BAD_ARGUMENT;
+    if (outer == 0 || inner == 0)
+        return CSM_OK;
+    if (n == 0) {
+        if (operation == CSM_LOGSUMEXP)
+            DRIVER_FN(fill)(y, outer * inner, (ELEMENT)-INFINITY);
+        return CSM_OK;
+    }
+    csm_reduction r = {csm_current_kernels(), operation, precision, outer, n, inner, 0};
+    const int64_t work = outer * n * inner;
+    if (inner > 1) {
+        const int64_t tile = KERNEL_FN(r.kernels, column_tile);
+        const int64_t items = outer * ((inner + tile - 1) / tile);
+        const int threads = csm_threads_for(work, items);
+        CSM_PARALLEL(threads, {
+            int64_t begin, end;
+            csm_thread_range(items, &begin, &end);
+            DRIVER_FN(column_tiles)(&r, x, y, begin, end);
+        });
+        return CSM_OK;
+    }
+    if (n * (int64_t)sizeof(ELEMENT) <= SHORT_ROW_BYTES) {
+        const int threads = csm_threads_for(work, outer);
+        CSM_PARALLEL(threads, {
+            int64_t begin, end;
+            csm_thread_range(outer, &begin, &end);
+            DRIVER_FN(short_rows)(&r, x, y, begin, end);
+        });
+        return CSM_OK;
+    }
+    const int64_t block = BLOCK_BYTES / (int64_t)sizeof(ELEMENT);
+    r.blocks = (n + block - 1) / block;
+    return DRIVER_FN(long_rows)(&r, x, y, csm_threads_for(work, outer * r.blocks));
+}
+
+#undef DRIVER_FN
+#undef DRIVER_FN2
+#undef DRIVER_FN_
+#undef KERNEL_FN
+#undef KERNEL_FN2
+#undef KERNEL_FN_

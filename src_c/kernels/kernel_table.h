@@ -1,0 +1,86 @@
+/* The per-ISA kernel table: what every kernels/<isa>.c provides, and the
+ * small structs that carry partial results between kernels and the driver. */
+#ifndef CSM_KERNEL_TABLE_H
+#define CSM_KERNEL_TABLE_H
+
+#include <stdint.h>
+
+#include "csoftmax.h"
+
+/* Kernel helpers are force-inlined so each precision/operation variant is
+ * specialised at compile time (no run-time flags in inner loops). */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define CSM_INLINE static __forceinline
+#else
+#define CSM_INLINE static inline __attribute__((always_inline))
+#endif
+
+/* Partial reduction of one row or block, relative to its own maximum:
+ * sum(exp(x - max)) == count + rest.  A "masked" partial puts every element
+ * equal to max in count and the others in rest, so rest alone is the exact
+ * sum of the non-maximal terms that log1p needs near 0.  An "unmasked" one
+ * (the softmax store path) has count == 0. */
+typedef struct {
+    double max;      /* may be NaN or dropped NaN: rest is NaN then */
+    double count;    /* elements equal to max (masked partials) */
+    double rest_hi;  /* sum of the other exp(x - max), double-double */
+    double rest_lo;
+} csm_partial;
+
+/* What the output pass of a row needs, derived from its partials. */
+typedef struct {
+    double max;         /* M, the row maximum */
+    double inverse_hi;  /* 1 / sum(exp(x - M)) as a double-double */
+    double inverse_lo;
+    double log_sum;     /* log(sum(exp(x - M))), computed as log1p(rest) */
+} csm_row_scale;
+
+/* How a row ends up, decided from its partials (see row_scale.c). */
+typedef enum {
+    CSM_ROW_FINITE = 0, /* normal row: use the scale */
+    CSM_ROW_NAN = 1,    /* NaN anywhere: everything NaN */
+    CSM_ROW_POS_INF = 2, /* +inf present, no NaN: softmax NaN, logsumexp +inf */
+    CSM_ROW_NEG_INF = 3  /* only -inf: softmax NaN, logsumexp -inf */
+} csm_row_state;
+
+typedef struct {
+    const char *name;
+    /* One contiguous row or block: fills *partial.  With y != NULL it also
+     * stores exp(x - max) into y and fills an unmasked partial. */
+    void (*partial_f32)(const float *x, float *y, int64_t n, int precision, csm_partial *partial);
+    void (*partial_f64)(const double *x, double *y, int64_t n, int precision, csm_partial *partial);
+    /* y *= 1 / sum, in place (after partial with y). */
+    void (*scale_f32)(float *y, int64_t n, int precision, const csm_row_scale *scale);
+    void (*scale_f64)(double *y, int64_t n, int precision, const csm_row_scale *scale);
+    /* Output pass from x: softmax y = exp(x - M) / sum, log_softmax y = x - M - log(sum). */
+    void (*finish_f32)(const float *x, float *y, int64_t n, int operation, int precision,
+                       const csm_row_scale *scale);
+    void (*finish_f64)(const double *x, double *y, int64_t n, int operation, int precision,
+                       const csm_row_scale *scale);
+    /* A tile of `columns` adjacent columns of an (n, inner) slab, whole operation:
+     * x and y point at the tile's first column; rows are `inner` elements apart.
+     * For logsumexp y receives `columns` values. */
+    void (*columns_f32)(const float *x, float *y, int64_t n, int64_t inner, int64_t columns,
+                        int operation, int precision);
+    void (*columns_f64)(const double *x, double *y, int64_t n, int64_t inner, int64_t columns,
+                        int operation, int precision);
+    int64_t column_tile_f32; /* widest tile columns_f32 accepts */
+    int64_t column_tile_f64;
+} csm_kernel_table;
+
+/* Combine partials in their given (fixed) order into a row scale: row_scale.c.
+ * Shared by the driver and the column kernels so the special-value rules and
+ * the exact combine live in one place. */
+csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
+                                          int operation, csm_row_scale *scale);
+
+/* logsumexp of a row from its state and scale (M + log(sum), or the special value). */
+double csm_logsumexp_from_state(csm_row_state state, const csm_row_scale *scale);
+
+/* Per-ISA tables (dispatch.c picks one); the getters return NULL where the
+ * ISA is not compiled in (e.g. x86 kernels on aarch64). */
+extern const csm_kernel_table csm_kernels_scalar;
+const csm_kernel_table *csm_kernels_avx2(void);
+const csm_kernel_table *csm_kernels_avx512(void);
+
+#endif /* CSM_KERNEL_TABLE_H */

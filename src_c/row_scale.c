@@ -1,0 +1,133 @@
+/* Combines the (max, count, rest) partials of a row's blocks, in their fixed
+ * order, into the scale its output pass needs, and decides the special-value
+ * rules of the contract in one place.
+ *
+ * Numerics: the sum is carried as a double-double; each block is rescaled by
+ * exp(max_b - M) computed in long double where it is wider than double
+ * (x86-64, aarch64), so the combine adds well under 0.1 ULP to a float64
+ * result.  log(sum) is log1p(sum - 1) with sum - 1 formed exactly from the
+ * masked partials, which keeps log_softmax exact near 0.  Products use
+ * Dekker's split rather than fma(): this file is built for the baseline ISA,
+ * where fma() is a slow software routine. */
+#include <float.h>
+#include <math.h>
+
+#include "kernels/kernel_table.h"
+
+typedef struct {
+    double hi, lo;
+} double_double;
+
+static double_double two_sum(double a, double b)
+{
+    double s = a + b;
+    double bb = s - a;
+    double_double r = {s, (a - (s - bb)) + (b - bb)};
+    return r;
+}
+
+/* Dekker/Veltkamp: a * b == hi + lo exactly (no overflow here: values are sums of <= 2^53 terms <= 1). */
+static double_double two_product(double a, double b)
+{
+    const double split = 134217729.0; /* 2^27 + 1 */
+    double ca = split * a, cb = split * b;
+    double a_hi = ca - (ca - a), a_lo = a - a_hi;
+    double b_hi = cb - (cb - b), b_lo = b - b_hi;
+    double p = a * b;
+    double_double r = {p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo};
+    return r;
+}
+
+static double_double dd_add(double_double a, double_double b)
+{
+    double_double s = two_sum(a.hi, b.hi);
+    s.lo += a.lo + b.lo;
+    return two_sum(s.hi, s.lo);
+}
+
+static double_double dd_mul(double_double a, double_double b)
+{
+    double_double p = two_product(a.hi, b.hi);
+    p.lo += a.hi * b.lo + a.lo * b.hi;
+    return two_sum(p.hi, p.lo);
+}
+
+/* exp(difference) for difference = hi + lo <= 0, as a double-double. */
+static double_double exp_double_double(double_double difference)
+{
+#if LDBL_MANT_DIG > DBL_MANT_DIG
+    long double e = expl((long double)difference.hi + (long double)difference.lo);
+    double hi = (double)e;
+    double_double r = {hi, (double)(e - (long double)hi)};
+#else
+    /* long double is double (MSVC, Apple arm64): exp(hi) * (1 + lo), ~1 ULP. */
+    double e = exp(difference.hi);
+    double_double r = {e, e * difference.lo};
+#endif
+    return r;
+}
+
+csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
+                                          int operation, csm_row_scale *scale)
+{
+    double row_max = -INFINITY;
+    for (int64_t b = 0; b < count; b++) {
+        if (isnan(partials[b].rest_hi) || isnan(partials[b].max))
+            return CSM_ROW_NAN;
+        if (partials[b].max > row_max)
+            row_max = partials[b].max;
+    }
+    if (row_max == INFINITY)
+        return CSM_ROW_POS_INF;
+    if (row_max == -INFINITY)
+        return CSM_ROW_NEG_INF;
+
+    /* rest = sum(exp(x - M)) - 1: the maxima's exact count first, so that
+     * "- 1" is exact, then every block's other terms in block order. */
+    double ones = -1.0;
+    for (int64_t b = 0; b < count; b++)
+        if (partials[b].max == row_max)
+            ones += partials[b].count;
+    double_double rest = {ones, 0.0};
+    for (int64_t b = 0; b < count; b++) {
+        const csm_partial *p = &partials[b];
+        double_double block_rest = {p->rest_hi, p->rest_lo};
+        if (p->max == row_max) {
+            rest = dd_add(rest, block_rest);
+        } else if (p->max != -INFINITY) {
+            double_double block_sum = dd_add(block_rest, (double_double){p->count, 0.0});
+            double_double difference = two_sum(p->max, -row_max);
+            rest = dd_add(rest, dd_mul(block_sum, exp_double_double(difference)));
+        }
+    }
+
+    scale->max = row_max;
+    if (operation == CSM_SOFTMAX) {
+        /* 1 / (1 + rest) as a double-double: one Newton step on the residual. */
+        double_double sum = dd_add((double_double){1.0, 0.0}, rest);
+        double inverse = 1.0 / sum.hi;
+        double_double product = two_product(inverse, sum.hi);
+        double residual = ((1.0 - product.hi) - product.lo) - inverse * sum.lo;
+        scale->inverse_hi = inverse;
+        scale->inverse_lo = residual * inverse;
+        scale->log_sum = 0.0;
+    } else {
+        scale->inverse_hi = scale->inverse_lo = 0.0;
+        scale->log_sum = log1p(rest.hi + rest.lo);
+    }
+    return CSM_ROW_FINITE;
+}
+
+double csm_logsumexp_from_state(csm_row_state state, const csm_row_scale *scale)
+{
+    switch (state) {
+    case CSM_ROW_FINITE:
+        return scale->max + scale->log_sum;
+    case CSM_ROW_POS_INF:
+        return INFINITY;
+    case CSM_ROW_NEG_INF:
+        return -INFINITY;
+    default:
+        return NAN;
+    }
+}

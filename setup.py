@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -32,6 +33,7 @@ from setuptools.command.build_py import build_py
 from setuptools.errors import CompileError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+NATIVE_MODULE = "csoftmax._native"
 PYX_SOURCE = "csoftmax/_native.pyx"
 PUBLIC_HEADER = "src_c/csoftmax.h"  # shipped as <package>/include/csoftmax.h
 MIN_CYTHON = (3, 1)
@@ -84,8 +86,10 @@ def c_sources() -> list[str]:
 
 def headers() -> list[str]:
     """Every C header under src_c: a change to any of them rebuilds the extension."""
-    return sorted(path.replace(os.sep, "/")
-                  for path in glob.glob("src_c/**/*.h", root_dir=HERE, recursive=True))
+    return sorted(
+        path.replace(os.sep, "/")
+        for path in glob.glob("src_c/**/*.h", root_dir=HERE, recursive=True)
+    )
 
 
 class CSoftmaxBuildExt(build_ext):
@@ -103,15 +107,27 @@ class CSoftmaxBuildExt(build_ext):
         for ext in self.extensions:
             ext.extra_compile_args = base_flags + openmp_compile + list(ext.extra_compile_args)
             ext.extra_link_args = openmp_link + list(ext.extra_link_args)
+        jobs = self.compile_jobs()
+        if jobs > 1 and not compile_in_parallel(self.compiler, jobs):
+            jobs = 1
         print(
             f"csoftmax: compiler={compiler_type} flags={' '.join(base_flags)} "
-            f"openmp={' '.join(openmp_compile) or 'off'}",
+            f"openmp={' '.join(openmp_compile) or 'off'} jobs={jobs}",
             flush=True,
         )
         super().build_extensions()
 
+    def compile_jobs(self) -> int:
+        """Source files compiled at once: `build_ext -j N`, else the CPUs this process may use."""
+        if isinstance(self.parallel, int) and self.parallel > 0:
+            return self.parallel
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # macOS, Windows
+            return os.cpu_count() or 1
+
     def build_extension(self, ext: Extension) -> None:
-        if PYX_SOURCE in getattr(ext, "csoftmax_pyx", ()):
+        if ext.name == NATIVE_MODULE:
             self.prepare_cython_extension(ext)
         super().build_extension(ext)
 
@@ -132,8 +148,9 @@ class CSoftmaxBuildExt(build_ext):
             raise CompileError(f"Cython>=3.1 is needed to build {ext.name}: {error}") from error
         version = tuple(int(part) for part in Cython.__version__.split(".")[:2] if part.isdigit())
         if version < MIN_CYTHON:
-            raise CompileError(f"Cython>=3.1 is needed to build {ext.name}, "
-                               f"found {Cython.__version__}")
+            raise CompileError(
+                f"Cython>=3.1 is needed to build {ext.name}, found {Cython.__version__}"
+            )
 
         # Cythonize a fresh Extension holding only the .pyx; setuptools may already have renamed
         # the .pyx in ext.sources to .c (it does so when Cython was missing at import time).
@@ -161,8 +178,11 @@ class CSoftmaxBuildExt(build_ext):
         for compile_flags, link_flags in self.openmp_candidates():
             ok, detail = self.probe_openmp(compile_flags, link_flags)
             if ok:
-                print(f"csoftmax: OpenMP works with {' '.join(compile_flags + link_flags)} "
-                      f"({detail})", flush=True)
+                print(
+                    f"csoftmax: OpenMP works with {' '.join(compile_flags + link_flags)} "
+                    f"({detail})",
+                    flush=True,
+                )
                 return compile_flags, link_flags
             failures.append(f"[{' '.join(compile_flags + link_flags)}] {detail}")
         banner(
@@ -208,8 +228,8 @@ class CSoftmaxBuildExt(build_ext):
                     )
             except Exception as error:
                 with open(log, errors="replace") as handle:
-                    output = " ".join(handle.read().split())[-400:]
-                return False, f"{type(error).__name__}: {error} {output}".strip()
+                    output = " ".join(handle.read().split())[-300:]
+                return False, f"{type(error).__name__}: {output or error}"
             executable = os.path.join(tmp, "probe" + (self.compiler.exe_extension or ""))
             try:
                 result = subprocess.run(
@@ -222,6 +242,62 @@ class CSoftmaxBuildExt(build_ext):
             if result.returncode != 0:
                 return False, f"probe exited with {result.returncode}: {result.stderr.strip()}"
             return True, f"probe ran: threads/max_threads = {result.stdout.strip()}"
+
+
+def compile_in_parallel(compiler, jobs: int) -> bool:
+    """Make a distutils unix-style compiler build the files of one extension `jobs` at a time.
+
+    distutils compiles one file after another; the Cython-generated C file alone takes longer
+    than all the kernels together, so overlapping them roughly halves a rebuild on two cores.
+    This is CCompiler.compile with its loop run on a thread pool (each file is a subprocess);
+    compilers that override compile() (MSVC) are left alone. Returns whether it applied.
+    """
+    bases = [cls for cls in type(compiler).__mro__ if "_setup_compile" in vars(cls)]
+    if not bases or type(compiler).compile is not bases[-1].compile:  # not distutils' loop
+        return False
+    if not all(hasattr(compiler, name) for name in ("_get_cc_args", "_compile")):
+        return False
+
+    serial_compile = compiler.compile
+
+    def compile(
+        sources,
+        output_dir=None,
+        macros=None,
+        include_dirs=None,
+        debug=False,
+        extra_preargs=None,
+        extra_postargs=None,
+        depends=None,
+    ):
+        try:  # private distutils API: if it ever changes, compile one file after another
+            macros, objects, extra_postargs, pp_opts, build = compiler._setup_compile(
+                output_dir, macros, include_dirs, sources, depends, extra_postargs
+            )
+            cc_args = compiler._get_cc_args(pp_opts, debug, extra_preargs)
+        except (TypeError, ValueError, AttributeError):
+            return serial_compile(
+                sources,
+                output_dir,
+                macros,
+                include_dirs,
+                debug,
+                extra_preargs,
+                extra_postargs,
+                depends,
+            )
+
+        def compile_one(obj):
+            if obj in build:  # absent when up to date
+                source, extension = build[obj]
+                compiler._compile(obj, source, extension, cc_args, extra_postargs, pp_opts)
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(compile_one, objects))
+        return objects
+
+    compiler.compile = compile
+    return True
 
 
 class RedirectOutput:
@@ -283,7 +359,7 @@ def extensions() -> list[Extension]:
         print("csoftmax: CSOFTMAX_NO_EXTENSION=1, installing the pure-Python package only.")
         return []
     ext = Extension(
-        "csoftmax._native",
+        NATIVE_MODULE,
         sources=[PYX_SOURCE] + c_sources(),
         depends=headers(),
         include_dirs=["src_c", "src_c/kernels"],
@@ -296,7 +372,6 @@ def extensions() -> list[Extension]:
         language="c",
         optional=not extension_required(),
     )
-    ext.csoftmax_pyx = (PYX_SOURCE,)
     return [ext]
 
 

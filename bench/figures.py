@@ -16,7 +16,6 @@ from pathlib import Path
 
 from .peers import PEER_NAMES
 from .report import (
-    copy_floor,
     csoftmax_backend,
     fastest_peer,
     fmt_time,

@@ -221,7 +221,7 @@ class OnnxRuntime(Impl):
         self.threads = None
 
     def load(self):
-        import onnx  # noqa: F401  (needed to build the model)
+        import onnx
         import onnxruntime
 
         self.module = onnxruntime
@@ -257,6 +257,9 @@ class OnnxRuntime(Impl):
                 [helper.make_tensor_value_info("Y", elem, dims)],
             )
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+            # IR 8 is enough for opset 13 and is read by every onnxruntime of the last years
+            # (a newer onnx would otherwise stamp an IR version an older onnxruntime refuses).
+            model.ir_version = 8
             options = ort.SessionOptions()
             if self.threads is not None:
                 options.intra_op_num_threads = self.threads

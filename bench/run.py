@@ -27,9 +27,9 @@ if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "bench"
 
-from bench import cases as cases_mod  # noqa: E402
-from bench import figures, report, sysinfo  # noqa: E402
-from bench.sysinfo import REPO_ROOT  # noqa: E402
+from bench import cases as cases_mod
+from bench import figures, report, sysinfo
+from bench.sysinfo import REPO_ROOT
 
 JAX_ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
@@ -160,6 +160,14 @@ def main(argv=None) -> int:
         print(f"no case matches {args.cases!r}; see python -m bench --list", file=sys.stderr)
         return 2
     pin = not args.no_pin and hasattr(os, "sched_setaffinity")
+    if args.impls:
+        from bench.peers import all_impls
+
+        known = [i.name for i in all_impls()]
+        unknown = [n for n in args.impls.split(",") if n not in known]
+        if unknown:
+            print(f"unknown implementation(s) {unknown}; choose from {known}", file=sys.stderr)
+            return 2
 
     data = {
         "schema": "csoftmax-bench/1",

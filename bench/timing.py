@@ -64,7 +64,6 @@ def measure(
                 fn, n = fns[name], inner[name]
                 if settle:
                     time.sleep(settle)  # let the previous implementation's spinning threads go idle
-                gc.collect()
                 gc.disable()
                 c0 = process_time()
                 t0 = perf_counter()

@@ -8,6 +8,7 @@ A separate process per thread count is needed because some settings only take at
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -227,6 +228,10 @@ def main(argv=None) -> int:
     names = args.impls.split(",") if args.impls else None
     impls, skipped = peers.load_impls(names, log=log)
     thread_notes = apply_threads(impls, threads)
+    # torch, jax and numba bring ~300k long-lived objects: move them out of the collector's way so
+    # a collection between timings stays cheap (timings themselves run with the collector off).
+    gc.collect()
+    gc.freeze()
     log(banner(impls))
     log(
         f"== {threads} thread(s)"

@@ -78,6 +78,8 @@ def normalize_axes(axis, ndim):
     """`axis` (None, an int or a tuple/list of ints) as a sorted tuple of axes."""
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, quickly
+        return (axis % ndim,)
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
     axes = []
     for item in items:
@@ -191,11 +193,13 @@ def plan(op, x, axis, out, precision, keepdims=False):
     shape = x.shape
     ndim = x.ndim
     axes = normalize_axes(axis, ndim)
+    kept = tuple(i for i in range(ndim) if i not in axes)
     if reduces:
+        reduced_shape = tuple(shape[i] for i in kept)
         if keepdims:
             result_shape = tuple(1 if i in axes else size for i, size in enumerate(shape))
         else:
-            result_shape = tuple(size for i, size in enumerate(shape) if i not in axes)
+            result_shape = reduced_shape
     else:
         result_shape = shape
     if out is not None:
@@ -216,8 +220,9 @@ def plan(op, x, axis, out, precision, keepdims=False):
 
     # Lay the reduced axes out as one run of memory: as they are when they
     # are adjacent in a C- or Fortran-contiguous array, else moved last.
+    flags = x.flags
     order = None
-    if not x.flags.c_contiguous and x.flags.f_contiguous:
+    if not flags.c_contiguous and flags.f_contiguous:
         order = tuple(range(ndim - 1, -1, -1))
     if not axes or axes[-1] - axes[0] == len(axes) - 1:
         first, last = (axes[0], axes[-1]) if axes else (ndim, ndim - 1)
@@ -228,14 +233,13 @@ def plan(op, x, axis, out, precision, keepdims=False):
             outer, inner = inner, outer
         p._c_order = False  # the result keeps the input's memory order
     else:
-        kept = tuple(i for i in range(ndim) if i not in axes)
         order = kept + axes
         outer = math.prod(shape[i] for i in kept)
         n = math.prod(shape[i] for i in axes)
         inner = 1
         p._c_order = True  # the result is C-contiguous, not in the copy's order
     layout = x if order is None else x.transpose(order)
-    if not (layout.flags.c_contiguous and layout.flags.aligned and x.dtype == compute):
+    if not (layout.flags.c_contiguous and flags.aligned and x.dtype == compute):
         layout = np.array(layout, dtype=compute, order="C")  # native, aligned copy
     x3 = layout.reshape(outer, n, inner)
 
@@ -243,11 +247,13 @@ def plan(op, x, axis, out, precision, keepdims=False):
     p.x3 = x3
     p._order = order
     if reduces:
-        kept_layout = [i for i in (order or range(ndim)) if i not in axes]
-        p._layout_shape = tuple(shape[i] for i in kept_layout)
-        p._restore = None if kept_layout == sorted(kept_layout) else tuple(
-            sorted(range(len(kept_layout)), key=kept_layout.__getitem__)
-        )
+        # y3 holds the kept axes in increasing order, or reversed for a
+        # Fortran-ordered input.
+        if p._c_order or order is None:
+            p._layout_shape, p._restore = reduced_shape, None
+        else:
+            p._layout_shape = reduced_shape[::-1]
+            p._restore = tuple(range(len(kept) - 1, -1, -1))
         p.y3 = np.empty((outer, inner), compute)
         return p
 

@@ -9,8 +9,9 @@ logits:
 * float32 rows are computed in float64, where ``x - max`` is exact for all
   practical purposes and one final rounding gives the float32 result.
 * float64 and longdouble rows split ``x - max`` into ``hi + lo`` exactly
-  (Fast2Sum) and use ``exp(hi + lo) = e + e*lo`` with ``e = exp(hi)``; sums
-  are accumulated in longdouble where it is wider, else by a TwoSum tree.
+  (Fast2Sum) and use ``exp(hi + lo) = e + e*lo`` with ``e = exp(hi)``. Their
+  sums carry their own rounding error: summed in longdouble where it is
+  wider (rows), else by a TwoSum tree (columns, MSVC, Apple silicon).
 * The sum of the non-maximal terms ``T`` is summed directly, never as
   ``S - 1``, so that ``log1p(T)`` keeps log_softmax accurate near 0.
 """
@@ -25,8 +26,8 @@ from . import _api
 _FLOAT64 = np.dtype(np.float64)
 
 # Where longdouble has more precision than float64 (x86 extended, quad), a
-# float64 row sums accurately with np.sum in longdouble; elsewhere (MSVC,
-# Apple silicon) by a TwoSum tree. Tests flip this to cover both branches.
+# float64 row sums accurately with np.sum in longdouble. Tests flip this to
+# cover the TwoSum tree that the other platforms use.
 LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 
 
@@ -92,7 +93,7 @@ def _signed_logsumexp(a, axis, b, keepdims, return_sign):
         return (result, np.sign(result)) if return_sign else result
 
     x3, b3 = p.x3, p.arrange(np.broadcast_to(b, shape))
-    widen = x3.dtype == np.float32
+    widen = x3.dtype.itemsize <= 4  # float32 is computed in float64
     with np.errstate(all="ignore"):
         work = x3.astype(np.float64) if widen else x3
         weights = b3.astype(np.float64) if widen else b3
@@ -107,7 +108,8 @@ def _signed_logsumexp(a, axis, b, keepdims, return_sign):
         if not widen:
             tie_weight += tie_error
             rest += rest_error + (terms * lo).sum(axis=1, keepdims=True)
-        # log|tie_weight + rest|, through log1p where that keeps more digits.
+        # log|tie_weight + rest|, through log1p where that keeps more digits
+        # (not when the tie weights cancel: ratio is then inf or NaN).
         ratio = rest / tie_weight
         total = tie_weight + rest
         use_log1p = (ratio > -0.5) & (ratio < np.inf)
@@ -165,7 +167,7 @@ def compute3(op, x3, y3, precision):
     ``(outer, inner)`` for logsumexp, and the same dtype; `y3` may be `x3`.
     """
     exact = precision == "exact"
-    widen = exact and x3.dtype == np.float32
+    widen = exact and x3.dtype.itemsize <= 4  # float32 is computed in float64
     with np.errstate(all="ignore"):
         work = x3.astype(np.float64) if widen else x3
         maximum = work.max(axis=1, keepdims=True)
@@ -180,13 +182,15 @@ def compute3(op, x3, y3, precision):
             # softmax divides by S = ties + rest; the logs take log1p(T) with
             # T = S - 1 summed directly, which keeps log_softmax exact near 0.
             total, total_error = _add(ties if op == "softmax" else ties - 1, rest, rest_error)
-        else:
-            total, total_error = e.sum(axis=1, keepdims=True), None
+        else:  # the classical algorithm, though float32 still sums in float64
+            total = e.sum(axis=1, keepdims=True, dtype=np.result_type(e.dtype, np.float64))
+            total_error = None
         if op == "softmax":
             if total_error is None:
                 np.divide(e, total, out=y3, casting="same_kind")
                 return
-            # e * (1 + lo) / (total + total_error), with one rounding on e.
+            # e*(1 + lo) / (total + total_error) as q + q*(lo - total_error/total)
+            # with q = e / total: one rounded division plus a small correction.
             e /= total
             correction = lo - total_error / total
             correction *= e

@@ -43,6 +43,11 @@ static void DRIVER_FN(short_row)(const csm_kernel_table *kernels, int operation,
 static void DRIVER_FN(short_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int64_t begin, int64_t end)
 {
     const int64_t y_row = r->operation == CSM_LOGSUMEXP ? 1 : r->n;
+    if (KERNEL_FN(r->kernels, rows) && r->n <= r->kernels->short_row_limit) {
+        KERNEL_FN(r->kernels, rows)(x + begin * r->n, y + begin * y_row, end - begin, r->n, r->operation,
+                                    r->precision);
+        return;
+    }
     for (int64_t row = begin; row < end; row++)
         DRIVER_FN(short_row)(r->kernels, r->operation, r->precision, x + row * r->n, y + row * y_row, r->n);
 }

@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 import pytest
 
-from reference import HAVE_EXTENDED_LD, check_ulp, ld_reference, mp_reference
+from reference import HAVE_EXTENDED_LD, NoReference, check_ulp, ld_reference, mp_reference, reference
 
 DTYPES = [np.float32, np.float64]
 OPS = ["softmax", "log_softmax"]
@@ -42,12 +42,10 @@ def _rng(*key):
 
 @functools.lru_cache(maxsize=None)
 def _ref_cached(key, op, axis):
-    x = _DATA[key]
-    if x.size <= 400 or not HAVE_EXTENDED_LD:
-        if x.size > 5000:
-            pytest.skip("needs an extended-precision np.longdouble for the reference")
-        return mp_reference(x, op, axis=axis)
-    return ld_reference(x, op, axis=axis)
+    try:
+        return reference(_DATA[key], op, axis=axis)
+    except NoReference as e:
+        pytest.skip(str(e))
 
 
 _DATA: dict = {}

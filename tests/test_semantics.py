@@ -164,7 +164,9 @@ def test_empty_logsumexp(impl, shape):
     for axis in axes:
         for keepdims in [False, True]:
             got = impl.logsumexp(x, axis=axis, keepdims=keepdims)
-            want = scipy_call("logsumexp", x, axis=axis, keepdims=keepdims)
+            # (scipy itself raises IndexError for some of these: use NumPy's
+            # reduction shape rules as the oracle)
+            want = np.sum(x, axis=axis, keepdims=keepdims)
             assert np.shape(got) == np.shape(want), (axis, keepdims)
             # contract: logsumexp of nothing is -inf
             assert np.all(np.asarray(got) == -np.inf), (axis, keepdims, got)

@@ -64,8 +64,13 @@ typedef struct {
                         int operation, int precision);
     void (*columns_f64)(const double *x, double *y, int64_t n, int64_t inner, int64_t columns,
                         int operation, int precision);
+    /* `rows` contiguous rows of n <= short_row_limit elements, whole operation
+     * (logsumexp: `rows` values).  NULL where per-row kernels are as good. */
+    void (*rows_f32)(const float *x, float *y, int64_t rows, int64_t n, int operation, int precision);
+    void (*rows_f64)(const double *x, double *y, int64_t rows, int64_t n, int operation, int precision);
     int64_t column_tile_f32; /* widest tile columns_f32 accepts */
     int64_t column_tile_f64;
+    int64_t short_row_limit;
 } csm_kernel_table;
 
 /* Combine partials in their given (fixed) order into a row scale: row_scale.c.

@@ -552,16 +552,14 @@ static void KERNEL(finish_f64)(const double *x, double *y, int64_t n, int operat
 
 #define COLUMN_VECTORS 2
 
-/* Per-lane scalars of a tile, computed from per-lane partials. */
+/* Per-lane scalars of a log_softmax tile, from per-lane partials. */
 typedef struct {
     double max[COLUMN_VECTORS * VF_LANES];
-    double inverse_hi[COLUMN_VECTORS * VF_LANES];
-    double inverse_lo[COLUMN_VECTORS * VF_LANES];
     double log_sum[COLUMN_VECTORS * VF_LANES];
 } column_scales;
 
-/* Turns per-lane partials into scales; writes logsumexp results directly.
- * Special rows get NaN scales, which poison every output of that column. */
+/* Turns per-lane partials into log-sums (log1p is scalar); writes logsumexp
+ * results directly.  Special rows get NaN, which poisons the whole column. */
 static void column_scales_from_partials(const csm_partial *partials, int64_t columns, int operation,
                                         column_scales *scales, double *logsumexp)
 {
@@ -573,10 +571,8 @@ static void column_scales_from_partials(const csm_partial *partials, int64_t col
             continue;
         }
         if (state != CSM_ROW_FINITE)
-            scale.max = scale.inverse_hi = scale.inverse_lo = scale.log_sum = NAN;
+            scale.max = scale.log_sum = NAN;
         scales->max[j] = scale.max;
-        scales->inverse_hi[j] = scale.inverse_hi;
-        scales->inverse_lo[j] = scale.inverse_lo;
         scales->log_sum[j] = scale.log_sum;
     }
 }
@@ -592,11 +588,6 @@ CSM_INLINE void column_store_f32(float *p, vf v, int64_t count)
         vf_store(p, v);
     else
         vf_store_partial(p, v, count);
-}
-
-CSM_INLINE vf vf_from_doubles(const double *lanes)
-{
-    return vf_from_vd_pair(vd_load(lanes), vd_load(lanes + VD_LANES));
 }
 
 CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t inner, int64_t columns,
@@ -641,7 +632,25 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
         }
     }
 
-    /* per-column scales */
+    if (store) {
+        /* softmax: 1 / sum per lane in double, split into float hi + lo; a NaN
+         * sum (a NaN, +inf or only -inf in the column) poisons the column */
+        for (int v = 0; v < vectors; v++) {
+            vd inverse_low = vd_div(vd_set1(1.0), sums[2 * v]);
+            vd inverse_high = vd_div(vd_set1(1.0), sums[2 * v + 1]);
+            vf inverse_hi = vf_from_vd_pair(inverse_low, inverse_high);
+            vf inverse_lo = vf_from_vd_pair(vd_sub(inverse_low, vd_from_vf_low(inverse_hi)),
+                                            vd_sub(inverse_high, vd_from_vf_high(inverse_hi)));
+            for (int64_t i = 0; i < n; i++) {
+                float *row = y + i * inner + v * VF_LANES;
+                column_store_f32(row, scale_f32(column_load_f32(row, lanes[v], 0.0f), inverse_hi, inverse_lo, exact),
+                                 lanes[v]);
+            }
+        }
+        return;
+    }
+
+    /* log_softmax / logsumexp: per-lane log1p of the non-maximal sum */
     csm_partial partials[COLUMN_VECTORS * VF_LANES];
     for (int v = 0; v < vectors; v++) {
         float maxima[VF_LANES];
@@ -654,7 +663,7 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
         for (int j = 0; j < lanes[v]; j++) {
             csm_partial *p = &partials[v * VF_LANES + j];
             p->max = maxima[j];
-            p->count = store ? 0.0 : (double)(n - others[j]);
+            p->count = (double)(n - others[j]);
             p->rest_hi = totals[j];
             p->rest_lo = 0.0;
         }
@@ -668,38 +677,23 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
         return;
     }
 
-    /* pass 3: outputs */
+    /* pass 3: log_softmax outputs */
     for (int v = 0; v < vectors; v++) {
         const int64_t base = v * VF_LANES;
-        if (store) {
-            vf inverse_hi = vf_from_doubles(scales.inverse_hi + base);
-            /* the low part: what rounding 1/sum to float lost, plus the double-double tail */
-            vd residual_low = vd_add(vd_sub(vd_load(scales.inverse_hi + base), vd_from_vf_low(inverse_hi)),
-                                     vd_load(scales.inverse_lo + base));
-            vd residual_high = vd_add(vd_sub(vd_load(scales.inverse_hi + base + VD_LANES), vd_from_vf_high(inverse_hi)),
-                                      vd_load(scales.inverse_lo + base + VD_LANES));
-            vf inverse_lo = vf_from_vd_pair(residual_low, residual_high);
-            for (int64_t i = 0; i < n; i++) {
-                float *row = y + i * inner + base;
-                column_store_f32(row, scale_f32(column_load_f32(row, lanes[v], 0.0f), inverse_hi, inverse_lo, exact),
-                                 lanes[v]);
+        vd max_low = vd_load(scales.max + base), max_high = vd_load(scales.max + base + VD_LANES);
+        vd log_low = vd_load(scales.log_sum + base), log_high = vd_load(scales.log_sum + base + VD_LANES);
+        vf max_f = vf_from_vd_pair(max_low, max_high), log_f = vf_from_vd_pair(log_low, log_high);
+        for (int64_t i = 0; i < n; i++) {
+            vf xk = column_load_f32(x + i * inner + base, lanes[v], 0.0f);
+            vf out;
+            if (exact) {
+                vd low = vd_sub(vd_sub(vd_from_vf_low(xk), max_low), log_low);
+                vd high = vd_sub(vd_sub(vd_from_vf_high(xk), max_high), log_high);
+                out = vf_from_vd_pair(low, high);
+            } else {
+                out = vf_sub(vf_sub(xk, max_f), log_f);
             }
-        } else {
-            vd max_low = vd_load(scales.max + base), max_high = vd_load(scales.max + base + VD_LANES);
-            vd log_low = vd_load(scales.log_sum + base), log_high = vd_load(scales.log_sum + base + VD_LANES);
-            vf max_f = vf_from_vd_pair(max_low, max_high), log_f = vf_from_vd_pair(log_low, log_high);
-            for (int64_t i = 0; i < n; i++) {
-                vf xk = column_load_f32(x + i * inner + base, lanes[v], 0.0f);
-                vf out;
-                if (exact) {
-                    vd low = vd_sub(vd_sub(vd_from_vf_low(xk), max_low), log_low);
-                    vd high = vd_sub(vd_sub(vd_from_vf_high(xk), max_high), log_high);
-                    out = vf_from_vd_pair(low, high);
-                } else {
-                    out = vf_sub(vf_sub(xk, max_f), log_f);
-                }
-                column_store_f32(y + i * inner + base, out, lanes[v]);
-            }
+            column_store_f32(y + i * inner + base, out, lanes[v]);
         }
     }
 }
@@ -769,7 +763,25 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
         }
     }
 
-    /* per-column scales */
+    if (store) {
+        /* softmax: 1 / (Kahan sum) per lane as a double-double (one Newton
+         * step); a NaN sum poisons the column */
+        for (int v = 0; v < vectors; v++) {
+            vd sum_hi = vd_sub(sums[v], compensations[v]);
+            vd sum_lo = vd_sub(vd_zero(), vd_add(compensations[v], vd_sub(sum_hi, sums[v])));
+            vd inverse_hi = vd_div(vd_set1(1.0), sum_hi);
+            vd residual = vd_sub(vd_fma(vd_sub(vd_zero(), inverse_hi), sum_hi, vd_set1(1.0)), vd_mul(inverse_hi, sum_lo));
+            vd inverse_lo = vd_mul(residual, inverse_hi);
+            for (int64_t i = 0; i < n; i++) {
+                double *row = y + i * inner + v * VD_LANES;
+                column_store_f64(row, scale_f64(column_load_f64(row, lanes[v], 0.0), inverse_hi, inverse_lo, exact),
+                                 lanes[v]);
+            }
+        }
+        return;
+    }
+
+    /* log_softmax / logsumexp: per-lane log1p of the non-maximal sum */
     csm_partial partials[COLUMN_VECTORS * VD_LANES];
     for (int v = 0; v < vectors; v++) {
         double maxima[VD_LANES], totals[VD_LANES], errors[VD_LANES];
@@ -781,7 +793,7 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
         for (int j = 0; j < lanes[v]; j++) {
             csm_partial *p = &partials[v * VD_LANES + j];
             p->max = maxima[j];
-            p->count = store ? 0.0 : (double)(n - others[j]);
+            p->count = (double)(n - others[j]);
             p->rest_hi = totals[j];
             p->rest_lo = -errors[j];
         }
@@ -795,23 +807,14 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
         return;
     }
 
-    /* pass 3: outputs */
+    /* pass 3: log_softmax outputs */
     for (int v = 0; v < vectors; v++) {
         const int64_t base = v * VD_LANES;
-        if (store) {
-            vd inverse_hi = vd_load(scales.inverse_hi + base), inverse_lo = vd_load(scales.inverse_lo + base);
-            for (int64_t i = 0; i < n; i++) {
-                double *row = y + i * inner + base;
-                column_store_f64(row, scale_f64(column_load_f64(row, lanes[v], 0.0), inverse_hi, inverse_lo, exact),
-                                 lanes[v]);
-            }
-        } else {
-            vd negative_max_v = vd_sub(vd_zero(), vd_load(scales.max + base));
-            vd log_sum = vd_load(scales.log_sum + base);
-            for (int64_t i = 0; i < n; i++) {
-                vd xk = column_load_f64(x + i * inner + base, lanes[v], 0.0);
-                column_store_f64(y + i * inner + base, log_softmax_f64(xk, negative_max_v, log_sum, exact), lanes[v]);
-            }
+        vd negative_max = vd_sub(vd_zero(), vd_load(scales.max + base));
+        vd log_sum = vd_load(scales.log_sum + base);
+        for (int64_t i = 0; i < n; i++) {
+            vd xk = column_load_f64(x + i * inner + base, lanes[v], 0.0);
+            column_store_f64(y + i * inner + base, log_softmax_f64(xk, negative_max, log_sum, exact), lanes[v]);
         }
     }
 }
@@ -825,6 +828,58 @@ static void KERNEL(columns_f64)(const double *x, double *y, int64_t n, int64_t i
         columns_f64_body(x, y, n, inner, columns, operation, 0);
 }
 
+/* ------------------------------------------------------------------------- */
+/* Short rows: a tile of rows is transposed into a stack buffer where each   */
+/* row becomes a column, so the column kernel's vertical SIMD handles a whole */
+/* tile of rows with no per-row horizontal reductions or scalar division.    */
+/* Each lane's arithmetic is independent of its neighbours, so a row's result */
+/* does not depend on which tile (or thread) it lands in.                    */
+/* ------------------------------------------------------------------------- */
+
+#define SHORT_ROW_LIMIT 64
+
+static void KERNEL(rows_f32)(const float *x, float *y, int64_t rows, int64_t n, int operation, int precision)
+{
+    enum { TILE = COLUMN_VECTORS * VF_LANES };
+    float buffer[SHORT_ROW_LIMIT * TILE];
+    for (int64_t first = 0; first < rows; first += TILE) {
+        const int64_t count = rows - first < TILE ? rows - first : TILE;
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t i = 0; i < n; i++)
+                buffer[i * TILE + j] = x[(first + j) * n + i];
+        float *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
+        if (precision == CSM_EXACT)
+            columns_f32_body(buffer, destination, n, TILE, count, operation, 1);
+        else
+            columns_f32_body(buffer, destination, n, TILE, count, operation, 0);
+        if (operation != CSM_LOGSUMEXP)
+            for (int64_t j = 0; j < count; j++)
+                for (int64_t i = 0; i < n; i++)
+                    y[(first + j) * n + i] = buffer[i * TILE + j];
+    }
+}
+
+static void KERNEL(rows_f64)(const double *x, double *y, int64_t rows, int64_t n, int operation, int precision)
+{
+    enum { TILE = COLUMN_VECTORS * VD_LANES };
+    double buffer[SHORT_ROW_LIMIT * TILE];
+    for (int64_t first = 0; first < rows; first += TILE) {
+        const int64_t count = rows - first < TILE ? rows - first : TILE;
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t i = 0; i < n; i++)
+                buffer[i * TILE + j] = x[(first + j) * n + i];
+        double *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
+        if (precision == CSM_EXACT)
+            columns_f64_body(buffer, destination, n, TILE, count, operation, 1);
+        else
+            columns_f64_body(buffer, destination, n, TILE, count, operation, 0);
+        if (operation != CSM_LOGSUMEXP)
+            for (int64_t j = 0; j < count; j++)
+                for (int64_t i = 0; i < n; i++)
+                    y[(first + j) * n + i] = buffer[i * TILE + j];
+    }
+}
+
 static const csm_kernel_table KERNEL(table) = {
     .name = CSM_STRINGIFY(CSM_ISA_SUFFIX),
     .partial_f32 = KERNEL(partial_f32),
@@ -835,6 +890,9 @@ static const csm_kernel_table KERNEL(table) = {
     .finish_f64 = KERNEL(finish_f64),
     .columns_f32 = KERNEL(columns_f32),
     .columns_f64 = KERNEL(columns_f64),
+    .rows_f32 = KERNEL(rows_f32),
+    .rows_f64 = KERNEL(rows_f64),
     .column_tile_f32 = COLUMN_VECTORS * VF_LANES,
     .column_tile_f64 = COLUMN_VECTORS * VD_LANES,
+    .short_row_limit = SHORT_ROW_LIMIT,
 };

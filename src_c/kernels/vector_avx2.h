@@ -86,6 +86,7 @@ CSM_INLINE void vd_store_partial(double *p, vd v, int64_t count) { _mm256_maskst
 CSM_INLINE vd vd_add(vd a, vd b) { return _mm256_add_pd(a, b); }
 CSM_INLINE vd vd_sub(vd a, vd b) { return _mm256_sub_pd(a, b); }
 CSM_INLINE vd vd_mul(vd a, vd b) { return _mm256_mul_pd(a, b); }
+CSM_INLINE vd vd_div(vd a, vd b) { return _mm256_div_pd(a, b); }
 CSM_INLINE vd vd_fma(vd a, vd b, vd c) { return _mm256_fmadd_pd(a, b, c); }
 CSM_INLINE vd vd_max(vd a, vd b) { return _mm256_max_pd(a, b); }
 CSM_INLINE vd vd_min(vd a, vd b) { return _mm256_min_pd(a, b); }

@@ -10,10 +10,13 @@ logits:
   practical purposes and one final rounding gives the float32 result.
 * float64 and longdouble rows split ``x - max`` into ``hi + lo`` exactly
   (Fast2Sum) and use ``exp(hi + lo) = e + e*lo`` with ``e = exp(hi)``. Their
-  sums carry their own rounding error: summed in longdouble where it is
-  wider (rows), else by a TwoSum tree (columns, MSVC, Apple silicon).
+  sums are kept as a value plus its rounding error: summed in longdouble
+  where it is wider (rows), else by a TwoSum tree (columns, MSVC, Apple).
 * The sum of the non-maximal terms ``T`` is summed directly, never as
   ``S - 1``, so that ``log1p(T)`` keeps log_softmax accurate near 0.
+
+``precision="fast"`` is the classical algorithm in the compute dtype
+(``x - max`` rounded once), with the same special values and layouts.
 """
 
 import operator

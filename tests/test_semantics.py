@@ -107,6 +107,15 @@ def test_zero_d_special_values(impl, precision, value):
     np.testing.assert_array_equal(got, want)
 
 
+def test_zero_d_logsumexp_like_scipy(impl):
+    # scipy reads a 0-d `a` as shape (1,): axis=0 / -1 work, keepdims gives (1,)
+    for kw in [{}, {"axis": 0}, {"axis": -1}, {"keepdims": True}, {"axis": 0, "keepdims": True}]:
+        want = scipy_call("logsumexp", np.array(2.5), **kw)
+        got = impl.logsumexp(np.array(2.5), **kw)
+        assert np.shape(got) == np.shape(want), kw
+        np.testing.assert_array_equal(got, want)
+
+
 def test_zero_d_axis(impl):
     x = np.array(1.5)
     for op in SOFT:

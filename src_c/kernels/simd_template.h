@@ -590,13 +590,15 @@ CSM_INLINE void column_store_f32(float *p, vf v, int64_t count)
         vf_store_partial(p, v, count);
 }
 
+/* full: a whole tile (compile-time vector count and lane counts, so the
+ * per-vector state stays in registers); otherwise the tail tile of a slab. */
 CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t inner, int64_t columns,
-                                 int operation, const int exact)
+                                 int operation, const int exact, const int full)
 {
-    const int vectors = (int)((columns + VF_LANES - 1) / VF_LANES);
+    const int vectors = full ? COLUMN_VECTORS : (int)((columns + VF_LANES - 1) / VF_LANES);
     int64_t lanes[COLUMN_VECTORS];
     for (int v = 0; v < vectors; v++)
-        lanes[v] = columns - v * VF_LANES < VF_LANES ? columns - v * VF_LANES : VF_LANES;
+        lanes[v] = full ? VF_LANES : columns - v * VF_LANES < VF_LANES ? columns - v * VF_LANES : VF_LANES;
     const int store = operation == CSM_SOFTMAX;
 
     /* pass 1: column maxima */
@@ -701,10 +703,18 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
 static void KERNEL(columns_f32)(const float *x, float *y, int64_t n, int64_t inner, int64_t columns, int operation,
                                 int precision)
 {
-    if (precision == CSM_EXACT)
-        columns_f32_body(x, y, n, inner, columns, operation, 1);
-    else
-        columns_f32_body(x, y, n, inner, columns, operation, 0);
+    const int full = columns == COLUMN_VECTORS * VF_LANES;
+    if (precision == CSM_EXACT) {
+        if (full)
+            columns_f32_body(x, y, n, inner, columns, operation, 1, 1);
+        else
+            columns_f32_body(x, y, n, inner, columns, operation, 1, 0);
+    } else {
+        if (full)
+            columns_f32_body(x, y, n, inner, columns, operation, 0, 1);
+        else
+            columns_f32_body(x, y, n, inner, columns, operation, 0, 0);
+    }
 }
 
 CSM_INLINE vd column_load_f64(const double *p, int64_t count, double fill)
@@ -720,13 +730,15 @@ CSM_INLINE void column_store_f64(double *p, vd v, int64_t count)
         vd_store_partial(p, v, count);
 }
 
+/* full: a whole tile (compile-time vector count and lane counts, so the
+ * per-vector state stays in registers); otherwise the tail tile of a slab. */
 CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t inner, int64_t columns,
-                                 int operation, const int exact)
+                                 int operation, const int exact, const int full)
 {
-    const int vectors = (int)((columns + VD_LANES - 1) / VD_LANES);
+    const int vectors = full ? COLUMN_VECTORS : (int)((columns + VD_LANES - 1) / VD_LANES);
     int64_t lanes[COLUMN_VECTORS];
     for (int v = 0; v < vectors; v++)
-        lanes[v] = columns - v * VD_LANES < VD_LANES ? columns - v * VD_LANES : VD_LANES;
+        lanes[v] = full ? VD_LANES : columns - v * VD_LANES < VD_LANES ? columns - v * VD_LANES : VD_LANES;
     const int store = operation == CSM_SOFTMAX;
 
     /* pass 1: column maxima */
@@ -822,10 +834,18 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
 static void KERNEL(columns_f64)(const double *x, double *y, int64_t n, int64_t inner, int64_t columns,
                                 int operation, int precision)
 {
-    if (precision == CSM_EXACT)
-        columns_f64_body(x, y, n, inner, columns, operation, 1);
-    else
-        columns_f64_body(x, y, n, inner, columns, operation, 0);
+    const int full = columns == COLUMN_VECTORS * VD_LANES;
+    if (precision == CSM_EXACT) {
+        if (full)
+            columns_f64_body(x, y, n, inner, columns, operation, 1, 1);
+        else
+            columns_f64_body(x, y, n, inner, columns, operation, 1, 0);
+    } else {
+        if (full)
+            columns_f64_body(x, y, n, inner, columns, operation, 0, 1);
+        else
+            columns_f64_body(x, y, n, inner, columns, operation, 0, 0);
+    }
 }
 
 /* ------------------------------------------------------------------------- */
@@ -848,10 +868,7 @@ static void KERNEL(rows_f32)(const float *x, float *y, int64_t rows, int64_t n, 
             for (int64_t i = 0; i < n; i++)
                 buffer[i * TILE + j] = x[(first + j) * n + i];
         float *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
-        if (precision == CSM_EXACT)
-            columns_f32_body(buffer, destination, n, TILE, count, operation, 1);
-        else
-            columns_f32_body(buffer, destination, n, TILE, count, operation, 0);
+        KERNEL(columns_f32)(buffer, destination, n, TILE, count, operation, precision);
         if (operation != CSM_LOGSUMEXP)
             for (int64_t j = 0; j < count; j++)
                 for (int64_t i = 0; i < n; i++)
@@ -869,10 +886,7 @@ static void KERNEL(rows_f64)(const double *x, double *y, int64_t rows, int64_t n
             for (int64_t i = 0; i < n; i++)
                 buffer[i * TILE + j] = x[(first + j) * n + i];
         double *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
-        if (precision == CSM_EXACT)
-            columns_f64_body(buffer, destination, n, TILE, count, operation, 1);
-        else
-            columns_f64_body(buffer, destination, n, TILE, count, operation, 0);
+        KERNEL(columns_f64)(buffer, destination, n, TILE, count, operation, precision);
         if (operation != CSM_LOGSUMEXP)
             for (int64_t j = 0; j < count; j++)
                 for (int64_t i = 0; i < n; i++)

@@ -4,7 +4,9 @@
  *   inner == 1, short n    whole rows (three passes in cache), spread over threads;
  *   inner == 1, long n     fixed BLOCK_BYTES blocks whose partials combine per
  *                          row in block order, every (row, block) spread over
- *                          threads, so one long row uses every core.
+ *                          threads, so one long row uses every core; softmax
+ *                          blocks store exp(x - block max) and are rescaled
+ *                          by exp(block max - M) / sum afterwards.
  * Each row's arithmetic depends only on n, never on the thread count, so
  * results are bitwise identical for any number of threads. */
 
@@ -65,20 +67,30 @@ static void DRIVER_FN(column_tiles)(const csm_reduction *r, const ELEMENT *x, EL
     }
 }
 
-/* Long rows, phase 1: the partial of every (row, block) item. */
-static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, csm_partial *partials,
+/* Long rows, phase 1: the partial of every (row, block) item.  Softmax also
+ * stores exp(x - block max) in y, so phase 3 only rescales (x is read from
+ * memory once).  A block of only -inf (and NaN) has no finite maximum to
+ * store against: its masked partial still reports a NaN, and its outputs
+ * are 0 unless the row turns out special. */
+static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, csm_partial *partials,
                                       int64_t begin, int64_t end)
 {
     const int64_t block = BLOCK_BYTES / (int64_t)sizeof(ELEMENT);
+    const int store = r->operation == CSM_SOFTMAX;
     for (int64_t item = begin; item < end; item++) {
         const int64_t row = item / r->blocks, start = (item % r->blocks) * block;
         const int64_t length = r->n - start < block ? r->n - start : block;
-        KERNEL_FN(r->kernels, partial)(x + row * r->n + start, NULL, length, r->precision, &partials[item]);
+        const int64_t offset = row * r->n + start;
+        KERNEL_FN(r->kernels, partial)(x + offset, store ? y + offset : NULL, length, r->precision, &partials[item]);
+        if (store && partials[item].max == -INFINITY) {
+            KERNEL_FN(r->kernels, partial)(x + offset, NULL, length, r->precision, &partials[item]);
+            DRIVER_FN(fill)(y + offset, length, (ELEMENT)0);
+        }
     }
 }
 
 /* Long rows, phase 3: outputs of every (row, block) item from its row's scale. */
-static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y,
+static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, const csm_partial *partials,
                                      const csm_row_state *states, const csm_row_scale *scales, int64_t begin,
                                      int64_t end)
 {
@@ -87,11 +99,17 @@ static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, E
         const int64_t row = item / r->blocks, start = (item % r->blocks) * block;
         const int64_t length = r->n - start < block ? r->n - start : block;
         const int64_t offset = row * r->n + start;
-        if (states[row] != CSM_ROW_FINITE)
+        if (states[row] != CSM_ROW_FINITE) {
             DRIVER_FN(fill)(y + offset, length, (ELEMENT)NAN);
-        else
-            KERNEL_FN(r->kernels, finish)(x + offset, y + offset, length, r->operation, r->precision,
-                                          &scales[row]);
+        } else if (r->operation == CSM_SOFTMAX) {
+            if (partials[item].max != -INFINITY) {
+                csm_row_scale block_scale;
+                csm_block_scale(&partials[item], &scales[row], &block_scale);
+                KERNEL_FN(r->kernels, scale)(y + offset, length, r->precision, &block_scale);
+            }
+        } else {
+            KERNEL_FN(r->kernels, finish)(x + offset, y + offset, length, r->operation, r->precision, &scales[row]);
+        }
     }
 }
 
@@ -110,7 +128,7 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
     CSM_PARALLEL(threads, {
         int64_t begin, end;
         csm_thread_range(items, &begin, &end);
-        DRIVER_FN(block_partials)(r, x, partials, begin, end);
+        DRIVER_FN(block_partials)(r, x, y, partials, begin, end);
         CSM_BARRIER;
         /* phase 2: combine each row's partials in block order */
         csm_thread_range(r->outer, &begin, &end);
@@ -123,7 +141,7 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
         CSM_BARRIER;
         if (r->operation != CSM_LOGSUMEXP) {
             csm_thread_range(items, &begin, &end);
-            DRIVER_FN(block_outputs)(r, x, y, states, scales, begin, end);
+            DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, begin, end);
         }
     });
     free(partials);

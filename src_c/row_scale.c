@@ -131,3 +131,14 @@ double csm_logsumexp_from_state(csm_row_state state, const csm_row_scale *scale)
         return NAN;
     }
 }
+
+void csm_block_scale(const csm_partial *block, const csm_row_scale *row, csm_row_scale *scale)
+{
+    *scale = *row;
+    if (block->max == row->max)
+        return;
+    double_double factor = exp_double_double(two_sum(block->max, -row->max));
+    double_double inverse = dd_mul(factor, (double_double){row->inverse_hi, row->inverse_lo});
+    scale->inverse_hi = inverse.hi;
+    scale->inverse_lo = inverse.lo;
+}

@@ -339,3 +339,39 @@ def test_logsumexp_accuracy(impl, dtype):
             got = impl.logsumexp(x, axis=axis)
             results.append((f"2d axis={axis}", check_ulp(got, _ref_cached(key, "logsumexp", axis), "logsumexp")))
     check_all(results)
+
+
+# ------------------------------------------------------ extreme magnitudes
+
+_M64 = np.finfo(np.float64).max
+_M32 = float(np.finfo(np.float32).max)
+EXTREME = {
+    "f64": (np.float64, [[_M64, -_M64], [_M64, _M64], [-_M64, -_M64], [_M64, 0.0], [-_M64, 0.0],
+                         [5e-324, -5e-324, 0.0], [_M64, _M64 / 2, -_M64 / 2], [1e308, -1e308, 0.0],
+                         [-1e308, -1e308 + 1e292, -1e308 - 1e292], [2.2e-308, 1e-310, -2.2e-308]]),
+    "f32": (np.float32, [[_M32, -_M32], [_M32, _M32], [-_M32, 0.0], [1e-45, 0.0, -1e-45],
+                         [3e38, -3e38, 1.0], [-3e38, -3e38, -2.9e38]]),
+}
+
+
+@pytest.mark.parametrize("case", list(EXTREME))
+@pytest.mark.parametrize("op", OPS + ["logsumexp"])
+def test_extreme_magnitudes(impl, precision, op, case):
+    """Logits near the overflow threshold: x - max overflows (log_softmax is
+    then -inf, its correctly rounded value), exp underflows, no warnings."""
+    import warnings
+
+    dtype, rows = EXTREME[case]
+    failures = []
+    for row in rows:
+        x = np.array(row, dtype=dtype)
+        for pad in [0, 9, 40]:  # also through the vector loop
+            xx = np.concatenate([x, np.full(pad, x.min(), dtype)]) if pad else x
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                got = impl.call(op, xx, precision=precision)
+            ref = reference(xx, op)
+            p = check_ulp(np.asarray(got), ref, op, precision)
+            if p:
+                failures.append(f"{row} + {pad} x min: {p}")
+    assert not failures, "\n".join(failures)

@@ -79,6 +79,10 @@ typedef struct {
 csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
                                           int operation, csm_row_scale *scale);
 
+/* The scale of one softmax block that stored exp(x - block max): the row's
+ * 1/sum times exp(block max - M), as a double-double. */
+void csm_block_scale(const csm_partial *block, const csm_row_scale *row, csm_row_scale *scale);
+
 /* logsumexp of a row from its state and scale (M + log(sum), or the special value). */
 double csm_logsumexp_from_state(csm_row_state state, const csm_row_scale *scale);
 

@@ -505,7 +505,7 @@ def plot(data: dict, path: Path) -> Path:
         left=2.0 / width,
         right=1 - 0.2 / width,
         top=1 - 1.0 / height,
-        bottom=1.45 / height,
+        bottom=1.2 / height,
         wspace=0.04,
     )
     path = Path(path)

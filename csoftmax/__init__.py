@@ -17,19 +17,26 @@ def _load_backend():
         from csoftmax import _fallback
 
         return _fallback, "python"
-    try:
-        from csoftmax import _native
-    except ImportError as error:
-        _warnings.warn(
-            f"csoftmax's C extension could not be imported ({error}); using the slower "
-            "pure-NumPy backend. Reinstall with a C compiler (or a binary wheel) for speed.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        from csoftmax import _fallback
+    import importlib.util
 
-        return _fallback, "python"
-    return _native, "c"
+    if importlib.util.find_spec("csoftmax._native") is None:
+        reason = "csoftmax was installed without its C extension (no compiler at install time?)"
+    else:
+        try:
+            from csoftmax import _native
+
+            return _native, "c"
+        except ImportError as error:
+            reason = f"csoftmax's C extension failed to import ({error})"
+    _warnings.warn(
+        f"{reason}; using the slower pure-NumPy backend. Install a binary wheel or "
+        "reinstall with a C compiler for speed (CSOFTMAX_BACKEND=python silences this).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    from csoftmax import _fallback
+
+    return _fallback, "python"
 
 
 _backend, backend = _load_backend()

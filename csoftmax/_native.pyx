@@ -160,6 +160,16 @@ cdef object _fast_path(int operation, object x, object axis, object out, int pre
     return result
 
 
+cdef int reduce_f32(int operation, int precision, const float *x, float *y,
+                    int64_t outer, int64_t n, int64_t inner) noexcept nogil:
+    return csm_reduce_f32(<csm_operation> operation, <csm_precision> precision, x, y, outer, n, inner)
+
+
+cdef int reduce_f64(int operation, int precision, const double *x, double *y,
+                    int64_t outer, int64_t n, int64_t inner) noexcept nogil:
+    return csm_reduce_f64(<csm_operation> operation, <csm_precision> precision, x, y, outer, n, inner)
+
+
 def _compute3(operation_name, x3, y3, precision):
     """Fills y3 from the normalised (outer, n, inner) x3 with the C kernel."""
     cdef int operation = _OPERATION_NAMES.index(operation_name)

@@ -9,7 +9,6 @@
 
 static const csm_kernel_table *scalar_kernels(void) { return &csm_kernels_scalar; }
 static int always(void) { return 1; }
-static int never(void) { return 0; }
 
 static const struct {
     const char *name;
@@ -19,7 +18,7 @@ static const struct {
     [CSM_ISA_SCALAR] = {"scalar", scalar_kernels, always},
     [CSM_ISA_AVX2] = {"avx2", csm_kernels_avx2, csm_cpu_has_avx2_fma},
     [CSM_ISA_AVX512] = {"avx512", csm_kernels_avx512, csm_cpu_has_avx512f},
-    [CSM_ISA_NEON] = {"neon", NULL, never}, /* no NEON kernel yet: aarch64 runs scalar */
+    [CSM_ISA_NEON] = {"neon", csm_kernels_neon, always}, /* aarch64 baseline: NULL kernels elsewhere */
 };
 
 static const csm_kernel_table *current = &csm_kernels_scalar;

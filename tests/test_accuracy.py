@@ -175,6 +175,11 @@ NEAR0 = {
     "f32-shifted": (np.float32, [100.0, 80.0, 79.0]),
     "f64-deep": (np.float64, [0.0, -700.0, -36.0]),
     "f32-deep": (np.float32, [0.0, -87.0, -16.0]),
+    # every non-maximal exp is below the normal range, their sum is not:
+    # log_softmax of the max is a *normal* number (-4e-38 / -4e-308) and
+    # must not flush to 0 (only results below the normal range may)
+    "f32-subnormal-terms": (np.float32, [0.0, -87.5, -87.5, -87.5, -87.5]),
+    "f64-subnormal-terms": (np.float64, [0.0, -708.5, -708.5]),
 }
 
 
@@ -190,6 +195,44 @@ def test_log_softmax_near_zero(impl, precision, case):
             x = data(key, lambda r: row)
             results.append((f"n={x.size} max at {pos}", run(impl, "log_softmax", precision, key, x)))
     check_all(results)
+
+
+@pytest.mark.parametrize("case", list(NEAR0))
+def test_log_softmax_near_zero_columns(impl, precision, case):
+    """The same rows as columns (axis=0 of (n, inner)): the column kernel's log1p."""
+    dtype, base = NEAR0[case]
+    results = []
+    for n_extra in [0, 5, 40]:
+        row = np.array(base + [base[1] - 0.5] * n_extra, dtype=dtype)
+        for inner in [1, 2, 3, 7, 8, 9, 16, 17, 33]:
+            key = ("near0col", case, n_extra, inner)
+            x = data(key, lambda r: np.stack([np.roll(row, k) for k in range(inner)], axis=1))
+            results.append((f"shape={x.shape}", run(impl, "log_softmax", precision, key, x, axis=0)))
+    check_all(results)
+
+
+def test_logsumexp_of_subnormal_terms(impl):
+    """logsumexp([0, -708.5, -708.5]) = log1p(2 e^-708.5) ~ 4e-308: a normal
+    number made of two terms below the normal range."""
+    for dtype, row in [(np.float64, [0.0, -708.5, -708.5]), (np.float32, [0.0, -87.5, -87.5, -87.5, -87.5])]:
+        x = np.array(row, dtype)
+        got = impl.logsumexp(x)
+        problems = check_ulp(np.asarray(got), mp_reference(x, "logsumexp"), "logsumexp")
+        assert not problems, (dtype, problems)
+
+
+@pytest.mark.parametrize("n", [2, 8, 64, 1000, 100_000])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("op", OPS)
+def test_fast_at_small_spread_is_nearly_exact(impl, op, dtype, n):
+    """precision="fast" differs from exact only by rounding x - max once: at a
+    spread of about +-0.3 that costs < 1 ULP, so fast must stay within the
+    table's bound (4 ULP + 2 u (|x - max| + W)) -- an exp of its own 5-10 ULP
+    does not."""
+    key = ("smallspread", np.dtype(dtype).name, n)
+    x = data(key, lambda r: (r.standard_normal(n) * 0.1).astype(dtype))
+    problems = run(impl, op, "fast", key, x)
+    assert not problems, problems
 
 
 # ---------------------------------------------- columns (axis=0 kernels)
@@ -375,3 +418,21 @@ def test_extreme_magnitudes(impl, precision, op, case):
             if p:
                 failures.append(f"{row} + {pad} x min: {p}")
     assert not failures, "\n".join(failures)
+
+
+# ------------------------------------------- big batches (threaded paths)
+
+BATCHES = [((3000, 37), 1), ((37, 3000), 0), ((20_000, 3), 1), ((100_000, 1), 1), ((1, 100_000), 0),
+           ((3, 70_001), 1), ((2, 3000, 40), 1), ((64, 64, 64), 2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("op", OPS)
+def test_big_batches(impl, precision, op, dtype):
+    """Many rows / many columns: the multi-threaded partitions, checked against the reference."""
+    results = []
+    for shape, axis in BATCHES:
+        key = ("batch", np.dtype(dtype).name, shape)
+        x = data(key, lambda r: (r.standard_normal(shape) * 5).astype(dtype))
+        results.append((f"shape={shape} axis={axis}", run(impl, op, precision, key, x, axis=axis)))
+    check_all(results)

@@ -91,5 +91,6 @@ double csm_logsumexp_from_state(csm_row_state state, const csm_row_scale *scale)
 extern const csm_kernel_table csm_kernels_scalar;
 const csm_kernel_table *csm_kernels_avx2(void);
 const csm_kernel_table *csm_kernels_avx512(void);
+const csm_kernel_table *csm_kernels_neon(void);
 
 #endif /* CSM_KERNEL_TABLE_H */

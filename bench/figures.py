@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .peers import PEER_NAMES
 from .report import (
+    build_mismatch,
     csoftmax_backend,
     fastest_peer,
     fmt_time,
@@ -399,6 +400,9 @@ def summary(data) -> str:
         f"commit {commit[:12] if commit else 'none'}{' (dirty)' if (data.get('git') or {}).get('dirty') else ''}, "
         f"threads {[r['threads'] for r in data['runs']]}, {data['machine'].get('cpu_model')}, {data['created']}"
     ]
+    mismatch = build_mismatch(data)
+    if mismatch:
+        head.append(f"WARNING: {mismatch}")
     if backend != "c":
         head.insert(
             0,

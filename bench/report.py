@@ -134,6 +134,16 @@ def _busy_notes(run: dict) -> list[str]:
     return notes
 
 
+def build_mismatch(data: dict) -> str | None:
+    """A warning when the workers did not all time the same csoftmax build."""
+    digests = {
+        r["threads"]: (r.get("csoftmax") or {}).get("native_sha256") for r in data.get("runs", [])
+    }
+    if len({d for d in digests.values() if d}) > 1:
+        return f"the csoftmax extension changed between workers (sha256 by thread count: {digests})"
+    return None
+
+
 def backend_banner(data: dict) -> str | None:
     backend = csoftmax_backend(data)
     if backend == "c":
@@ -154,6 +164,9 @@ def markdown(data: dict) -> str:
     banner = backend_banner(data)
     if banner:
         out += [f"> {banner}", ""]
+    mismatch = build_mismatch(data)
+    if mismatch:
+        out += [f"> **⚠ {mismatch}**", ""]
     git = data.get("git") or {}
     commit = git.get("commit")
     commit = (

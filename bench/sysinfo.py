@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -122,6 +123,13 @@ def csoftmax_config() -> dict:
     except Exception as exc:
         return {"importable": False, "error": f"{type(exc).__name__}: {exc}"}
     info = {"importable": True, "file": getattr(csoftmax, "__file__", None)}
+    native = getattr(csoftmax, "_native", None)
+    native_file = getattr(native, "__file__", None)
+    if native_file:
+        # Identifies the build: a rebuild in place between two workers shows up as two digests.
+        with open(native_file, "rb") as f:
+            info["native_sha256"] = hashlib.sha256(f.read()).hexdigest()[:16]
+        info["native_file"] = native_file
     try:
         cfg = csoftmax.show_config(mode="dicts")
         info["config"] = _jsonable(cfg)

@@ -13,8 +13,14 @@ import zlib
 
 import numpy as np
 import pytest
-
-from reference import HAVE_EXTENDED_LD, NoReference, check_ulp, ld_reference, mp_reference, reference
+from reference import (
+    HAVE_EXTENDED_LD,
+    NoReference,
+    check_ulp,
+    ld_reference,
+    mp_reference,
+    reference,
+)
 
 DTYPES = [np.float32, np.float64]
 OPS = ["softmax", "log_softmax"]
@@ -40,7 +46,7 @@ def _rng(*key):
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ref_cached(key, op, axis):
     try:
         return reference(_DATA[key], op, axis=axis)
@@ -84,7 +90,7 @@ def test_normal_single_row(impl, precision, op, dtype, group):
     results = []
     for n in SIZE_GROUPS[group]:
         key = ("normal1", np.dtype(dtype).name, n)
-        x = data(key, lambda r: r.standard_normal(n).astype(dtype))
+        x = data(key, lambda r, n=n: r.standard_normal(n).astype(dtype))
         results.append((f"n={n}", run(impl, op, precision, key, x)))
     check_all(results)
 
@@ -97,7 +103,7 @@ def test_normal_many_rows(impl, precision, op, dtype, group):
     rows = 2 if group in BIG else 5
     for n in SIZE_GROUPS[group]:
         key = ("normalR", np.dtype(dtype).name, n, rows)
-        x = data(key, lambda r: (r.standard_normal((rows, n)) * 3).astype(dtype))
+        x = data(key, lambda r, n=n: (r.standard_normal((rows, n)) * 3).astype(dtype))
         results.append((f"shape={x.shape}", run(impl, op, precision, key, x, axis=1)))
     check_all(results)
 
@@ -161,7 +167,7 @@ def test_hard_rows(impl, precision, op, dtype, kind):
     # several rows at once (the multi-row path), with different maxima per row
     for n in [3, 33, 1000]:
         key = ("hardR", kind, np.dtype(dtype).name, n)
-        x = data(key, lambda r: np.stack([_hard(kind, dtype, n)(np.random.default_rng(i)) for i in range(7)]))
+        x = data(key, lambda r, n=n: np.stack([_hard(kind, dtype, n)(np.random.default_rng(i)) for i in range(7)]))
         results.append((f"shape={x.shape}", run(impl, op, precision, key, x, axis=1)))
     check_all(results)
 
@@ -192,7 +198,7 @@ def test_log_softmax_near_zero(impl, precision, case):
             row = np.array(base[1:] + [base[1] - 0.5] * n_extra, dtype=dtype)
             row = np.insert(row, min(pos, row.size), dtype(base[0]))
             key = ("near0", case, n_extra, pos)
-            x = data(key, lambda r: row)
+            x = data(key, lambda r, row=row: row)
             results.append((f"n={x.size} max at {pos}", run(impl, "log_softmax", precision, key, x)))
     check_all(results)
 
@@ -206,7 +212,7 @@ def test_log_softmax_near_zero_columns(impl, precision, case):
         row = np.array(base + [base[1] - 0.5] * n_extra, dtype=dtype)
         for inner in [1, 2, 3, 7, 8, 9, 16, 17, 33]:
             key = ("near0col", case, n_extra, inner)
-            x = data(key, lambda r: np.stack([np.roll(row, k) for k in range(inner)], axis=1))
+            x = data(key, lambda r, row=row, inner=inner: np.stack([np.roll(row, k) for k in range(inner)], axis=1))
             results.append((f"shape={x.shape}", run(impl, "log_softmax", precision, key, x, axis=0)))
     check_all(results)
 
@@ -246,7 +252,7 @@ def test_columns(impl, precision, op, dtype, n):
     inners = range(1, 34) if n <= 100 else [1, 2, 7, 8, 9, 16, 17, 33]
     for inner in inners:
         key = ("col", np.dtype(dtype).name, n, inner)
-        x = data(key, lambda r: (r.standard_normal((n, inner)) * 4).astype(dtype))
+        x = data(key, lambda r, inner=inner: (r.standard_normal((n, inner)) * 4).astype(dtype))
         results.append((f"shape={x.shape} axis=0", run(impl, op, precision, key, x, axis=0)))
     check_all(results)
 
@@ -258,8 +264,8 @@ def test_columns_hard(impl, precision, op, dtype, kind):
     results = []
     for n, inner in [(3, 5), (17, 8), (33, 17), (200, 33), (1025, 4)]:
         key = ("colhard", kind, np.dtype(dtype).name, n, inner)
-        x = data(key, lambda r: np.stack([_hard(kind, dtype, n)(np.random.default_rng(i))
-                                          for i in range(inner)], axis=1))
+        x = data(key, lambda r, n=n, inner=inner: np.stack([_hard(kind, dtype, n)(np.random.default_rng(i))
+                                                            for i in range(inner)], axis=1))
         results.append((f"shape={x.shape}", run(impl, op, precision, key, x, axis=0)))
     check_all(results)
 
@@ -270,7 +276,7 @@ def test_middle_axis(impl, precision, op, dtype):
     results = []
     for shape in [(2, 3, 4), (3, 17, 9), (4, 100, 33), (2, 1, 5), (5, 2000, 3)]:
         key = ("mid", np.dtype(dtype).name, shape)
-        x = data(key, lambda r: (r.standard_normal(shape) * 5).astype(dtype))
+        x = data(key, lambda r, shape=shape: (r.standard_normal(shape) * 5).astype(dtype))
         results.append((f"shape={shape} axis=1", run(impl, op, precision, key, x, axis=1)))
     check_all(results)
 
@@ -433,6 +439,6 @@ def test_big_batches(impl, precision, op, dtype):
     results = []
     for shape, axis in BATCHES:
         key = ("batch", np.dtype(dtype).name, shape)
-        x = data(key, lambda r: (r.standard_normal(shape) * 5).astype(dtype))
+        x = data(key, lambda r, shape=shape: (r.standard_normal(shape) * 5).astype(dtype))
         results.append((f"shape={shape} axis={axis}", run(impl, op, precision, key, x, axis=axis)))
     check_all(results)

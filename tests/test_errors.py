@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _subproc import run_python
 
 AxisError = getattr(np, "exceptions", np).AxisError

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from reference import assert_ulp, mp_reference
 
 SOFT = ["softmax", "log_softmax"]

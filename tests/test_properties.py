@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
+from conftest import C_PARAMS, PY_IMPL  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-from conftest import C_PARAMS, PY_IMPL  # noqa: E402
 from reference import HAVE_EXTENDED_LD, check_ulp, ld_reference, mp_reference  # noqa: E402
 
 pytestmark = [

@@ -13,7 +13,6 @@ import sys
 import sysconfig
 
 import pytest
-
 from _subproc import package_parent
 
 SMOKE = r"""

@@ -3,10 +3,19 @@ ULP helper can fail, and the peers (scipy) really are off on the data the
 accuracy tests use -- so the 4-ULP bar is meaningful, not vacuous."""
 import numpy as np
 import pytest
-
 from conftest import scipy_call
-from reference import (HAVE_EXTENDED_LD, LD, TOLERANCES, Ref, assert_ulp, check_ulp,
-                       ld_reference, max_ulp, mp_reference, tolerance)
+from reference import (
+    HAVE_EXTENDED_LD,
+    LD,
+    TOLERANCES,
+    Ref,
+    assert_ulp,
+    check_ulp,
+    ld_reference,
+    max_ulp,
+    mp_reference,
+    tolerance,
+)
 
 needs_ld = pytest.mark.skipif(not HAVE_EXTENDED_LD, reason="np.longdouble is not extended precision here")
 

@@ -8,7 +8,6 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import scipy_call
 from reference import LD, assert_ulp, mp_reference
 
@@ -19,12 +18,10 @@ SOFT = ["softmax", "log_softmax"]
 
 def _all_axes(ndim):
     yield None
-    for a in range(-ndim, ndim):
-        yield a
+    yield from range(-ndim, ndim)
     for k in range(1, ndim + 1):
         for combo in itertools.combinations(range(ndim), k):
-            for perm in itertools.permutations(combo):
-                yield perm
+            yield from itertools.permutations(combo)
     if ndim >= 2:  # negative entries in tuples
         yield (-1, 0)
         yield (-2, -1)
@@ -71,6 +68,28 @@ def test_default_axis_is_whole_array(impl, rng):
     np.testing.assert_allclose(got, scipy_call("softmax", x), rtol=1e-13)
     np.testing.assert_allclose(impl.log_softmax(x), scipy_call("log_softmax", x), rtol=1e-13)
     np.testing.assert_allclose(impl.logsumexp(x), scipy_call("logsumexp", x), rtol=1e-14)
+
+
+def test_empty_axis_tuple_like_scipy(impl, precision):
+    """axis=() reduces over nothing: every element is its own row (scipy:
+    softmax 1, log_softmax 0, logsumexp x; NaN/+-inf -> NaN rows)."""
+    x = np.array([[1.0, 2.0], [-np.inf, np.nan], [np.inf, -3.0]])
+    for op in OPS:
+        got = impl.call(op, x, axis=(), precision=precision)
+        want = scipy_call(op, x, axis=())
+        assert np.shape(got) == np.shape(want)
+        np.testing.assert_array_equal(got, want, err_msg=op)
+
+
+def test_logsumexp_return_types_like_scipy(impl):
+    """Full reductions give a NumPy scalar, as scipy.special.logsumexp does."""
+    for x, kw in [([1.0, 2.0], {}), (np.ones((2, 3)), {}), (np.ones((2, 3)), {"axis": (0, 1)}),
+                  (np.ones((2, 3)), {"axis": 1}), (np.ones((2, 3)), {"keepdims": True}),
+                  (np.ones(3, np.float32), {}), (np.array(2.0), {})]:
+        got = impl.logsumexp(x, **kw)
+        want = scipy_call("logsumexp", x, **kw)
+        assert type(got) is type(want), (kw, type(got), type(want))
+        assert np.asarray(got).dtype == np.asarray(want).dtype
 
 
 # ---------------------------------------------------------------- 0-d, scalars

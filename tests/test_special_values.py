@@ -17,7 +17,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import scipy_call
 from reference import NoReference, check_ulp, reference
 

@@ -9,7 +9,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from _subproc import run_python
 from conftest import AVAILABLE_ISAS, native
 from reference import HAVE_EXTENDED_LD, check_ulp, ld_reference
@@ -122,6 +121,10 @@ def _det_cases(dtype):
     x = (r.standard_normal(3_000_000) * 4).astype(dtype)
     x[1_234_567] = 30.0  # the max in a middle block
     yield "row(3_000_000)", x, None
+    y = x.copy()
+    y[:100_000] = -np.inf  # whole blocks of -inf at the start
+    y[2_500_000:2_600_000] = -np.inf
+    yield "row(3_000_000) with -inf blocks", y, None
 
 
 @needs_c

@@ -12,8 +12,9 @@
  *      (n * ln2_hi is exact), lo folded into the reduced argument t, then
  *      1 + t + t^2 q(t) with q a near-minimax polynomial on [-ln2/2, ln2/2]
  *      (fitted with mpmath.chebyfit; float32 degree 6, float64 degree 11;
- *      truncation 0.09 and 0.07 ULP).  Results below the normal range
- *      (d < ln(smallest normal)) are flushed to +0.
+ *      truncation 0.09 and 0.07 ULP).  Stored terms below the normal range
+ *      (d < ln(smallest normal)) are flushed to +0; summed-only terms are
+ *      computed times 2^64 so that sums of subnormal terms survive.
  *   3. sums in float64 (float32 rows: pairs of terms added in float32, then
  *      double) and compensated Kahan sums (float64 rows); log_softmax and
  *      logsumexp sum only the non-maximal terms so log1p keeps outputs near 0
@@ -21,7 +22,7 @@
  *   4. softmax scales by 1/sum split into hi + lo: y = fma(e, hi, e * lo),
  *      one rounding; float32 log_softmax is formed in double, float64 as
  *      (hi - log_sum) + lo.
- * Measured max error over the accuracy tests: see tests/tolerances.py.
+ * Measured max error: see TOLERANCES in tests/reference.py.
  * Fast mode drops step 1's correction (d rounded once, the classical
  * algorithm) and sums float32 terms in float32 for up to 16 steps per lane.
  *
@@ -45,6 +46,13 @@
 #define LN2_HI_F32 0x1.62E400p-1f     /* 17 bits: n * LN2_HI_F32 is exact for |n| < 128 */
 #define LN2_LO_F32 0x1.7F7D1Cp-20f
 #define EXP_CUTOFF_F32 -0x1.5D589Ep6f /* ln of the smallest normal float, rounded up */
+/* Sums feeding log1p must keep terms below the normal range (their total may
+ * be a normal result): those terms are computed times 2^64, through a bias
+ * that puts n + 127 + 64 in the exponent, and the sum is scaled back in double. */
+#define SUM_SCALE_EXPONENT 64
+#define SUM_UNSCALE 0x1p-64
+#define MAGIC_BIAS_SCALED_F32 0x1.80017Ep23f /* 1.5 * 2^23 + 127 + 64 */
+#define EXP_CUTOFF_SCALED_F32 -0x1.07655Cp7f /* ln(2^-190): n + 191 stays >= 1 */
 /* exp(t) = 1 + t + t^2 q(t), q degree 4 (a degree-5 exp would add 3.4 ULP,
  * more than fast mode's "x - max rounded once" promise allows) */
 #define EXP_Q4_F32 0x1.6D110Ap-10f
@@ -59,6 +67,8 @@
 #define LN2_HI_F64 0x1.62E42FEE00000p-1 /* 32 bits: n * LN2_HI_F64 exact for |n| < 2^21 */
 #define LN2_LO_F64 0x1.A39EF35793C76p-33
 #define EXP_CUTOFF_F64 -0x1.6232BDD7ABCD2p+9 /* ln of the smallest normal double */
+#define MAGIC_BIAS_SCALED_F64 0x1.8000000000000p52 + 1087.0 /* 1023 + 64 */
+#define EXP_CUTOFF_SCALED_F64 -0x1.786100D6A6071p+9 /* ln(2^-1086): n + 1087 stays >= 1 */
 /* exp(t) = 1 + t + t^2 q(t), q degree 9 (0.07 ULP truncation) */
 static const double EXP_Q_F64[10] = {
     0x1.AF38A9B0EC855p-26, 0x1.289185613A3D6p-22, 0x1.71DE0DAE63BB3p-19, 0x1.A019B90D2AE7Ap-16,
@@ -87,10 +97,11 @@ CSM_INLINE vf difference_f32(vf x, vf negative_max, vf *lo, const int exact)
     return hi;
 }
 
-/* exp(hi + lo) for hi <= 0; 0 below the normal range; NaN stays NaN. */
-CSM_INLINE vf exp_f32(vf hi, vf lo, const int exact)
+/* exp(hi + lo) for hi <= 0; 0 below the normal range; NaN stays NaN.
+ * scaled: exp(hi + lo) * 2^64, 0 below 2^-190. */
+CSM_INLINE vf exp_f32(vf hi, vf lo, const int exact, const int scaled)
 {
-    const vf magic_bias = vf_set1(MAGIC_BIAS_F32);
+    const vf magic_bias = vf_set1(scaled ? MAGIC_BIAS_SCALED_F32 : MAGIC_BIAS_F32);
     vf biased = vf_fma(hi, vf_set1(LOG2E_F32), magic_bias);
     vf n = vf_sub(biased, magic_bias);
     vf r = vf_fma(n, vf_set1(-LN2_HI_F32), hi); /* exact */
@@ -101,14 +112,14 @@ CSM_INLINE vf exp_f32(vf hi, vf lo, const int exact)
     q = vf_fma(q, t, vf_set1(EXP_Q0_F32));
     vf p = vf_add(vf_set1(1.0f), vf_fma(vf_mul(t, t), q, t));
     vf e = vf_mul(p, vf_exponent_from_biased(biased));
-    return vf_keep(vf_not_less(hi, vf_set1(EXP_CUTOFF_F32)), e);
+    return vf_keep(vf_not_less(hi, vf_set1(scaled ? EXP_CUTOFF_SCALED_F32 : EXP_CUTOFF_F32)), e);
 }
 
-CSM_INLINE vf exp_minus_max_f32(vf x, vf negative_max, const int exact)
+CSM_INLINE vf exp_minus_max_f32(vf x, vf negative_max, const int exact, const int scaled)
 {
     vf lo;
     vf hi = difference_f32(x, negative_max, &lo, exact);
-    return exp_f32(hi, lo, exact);
+    return exp_f32(hi, lo, exact, scaled);
 }
 
 /* e / sum with one rounding (exact) or e * rounded(1/sum) (fast). */
@@ -198,7 +209,7 @@ CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partia
         vf e[UNROLL];
         for (int k = 0; k < UNROLL; k++) {
             vf xk = vf_load(x + i + k * VF_LANES);
-            e[k] = exp_minus_max_f32(xk, negative_max, exact);
+            e[k] = exp_minus_max_f32(xk, negative_max, exact, !store);
             if (store) {
                 vf_store(y + i + k * VF_LANES, e[k]);
             } else {
@@ -230,7 +241,7 @@ CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partia
         const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
         vf xk = count == VF_LANES ? vf_load(x + i)
                                   : vf_load_partial(x + i, count, store ? -INFINITY : row_max);
-        vf e = exp_minus_max_f32(xk, negative_max, exact);
+        vf e = exp_minus_max_f32(xk, negative_max, exact, !store);
         if (store) {
             if (count == VF_LANES)
                 vf_store(y + i, e);
@@ -245,7 +256,7 @@ CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partia
         sums[1] = vd_add(sums[1], vd_from_vf_high(e));
     }
     partial->max = row_max;
-    partial->rest_hi = sum_lanes_f64(sums, UNROLL);
+    partial->rest_hi = sum_lanes_f64(sums, UNROLL) * (store ? 1.0 : SUM_UNSCALE);
     partial->rest_lo = 0.0; /* double sums of float terms: error far below float32 ULP */
     if (store) {
         partial->count = 0.0;
@@ -299,7 +310,7 @@ CSM_INLINE vf finish_f32_vector(vf x, int operation, const csm_row_scale *scale,
     const float row_max = (float)scale->max;
     if (operation == CSM_SOFTMAX) {
         const float inverse = (float)scale->inverse_hi;
-        vf e = exp_minus_max_f32(x, vf_set1(-row_max), exact);
+        vf e = exp_minus_max_f32(x, vf_set1(-row_max), exact, 0);
         return scale_f32(e, vf_set1(inverse),
                          vf_set1((float)((scale->inverse_hi - (double)inverse) + scale->inverse_lo)), exact);
     }
@@ -344,9 +355,9 @@ CSM_INLINE vd difference_f64(vd x, vd negative_max, vd *lo, const int exact)
     return hi;
 }
 
-CSM_INLINE vd exp_f64(vd hi, vd lo, const int exact)
+CSM_INLINE vd exp_f64(vd hi, vd lo, const int exact, const int scaled)
 {
-    const vd magic_bias = vd_set1(MAGIC_BIAS_F64);
+    const vd magic_bias = vd_set1(scaled ? MAGIC_BIAS_SCALED_F64 : MAGIC_BIAS_F64);
     vd biased = vd_fma(hi, vd_set1(LOG2E_F64), magic_bias);
     vd n = vd_sub(biased, magic_bias);
     vd r = vd_fma(n, vd_set1(-LN2_HI_F64), hi); /* exact */
@@ -356,14 +367,14 @@ CSM_INLINE vd exp_f64(vd hi, vd lo, const int exact)
         q = vd_fma(q, t, vd_set1(EXP_Q_F64[k]));
     vd p = vd_add(vd_set1(1.0), vd_fma(vd_mul(t, t), q, t));
     vd e = vd_mul(p, vd_exponent_from_biased(biased));
-    return vd_keep(vd_not_less(hi, vd_set1(EXP_CUTOFF_F64)), e);
+    return vd_keep(vd_not_less(hi, vd_set1(scaled ? EXP_CUTOFF_SCALED_F64 : EXP_CUTOFF_F64)), e);
 }
 
-CSM_INLINE vd exp_minus_max_f64(vd x, vd negative_max, const int exact)
+CSM_INLINE vd exp_minus_max_f64(vd x, vd negative_max, const int exact, const int scaled)
 {
     vd lo;
     vd hi = difference_f64(x, negative_max, &lo, exact);
-    return exp_f64(hi, lo, exact);
+    return exp_f64(hi, lo, exact, scaled);
 }
 
 CSM_INLINE vd scale_f64(vd e, vd inverse_hi, vd inverse_lo, const int exact)
@@ -449,7 +460,7 @@ CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_part
     for (; i + 2 * VD_LANES <= n; i += 2 * VD_LANES) {
         for (int k = 0; k < 2; k++) {
             vd xk = vd_load(x + i + k * VD_LANES);
-            vd e = exp_minus_max_f64(xk, negative_max, exact);
+            vd e = exp_minus_max_f64(xk, negative_max, exact, !store);
             if (store) {
                 vd_store(y + i + k * VD_LANES, e);
             } else {
@@ -468,7 +479,7 @@ CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_part
         const int64_t count = n - i < VD_LANES ? n - i : VD_LANES;
         vd xk = count == VD_LANES ? vd_load(x + i)
                                   : vd_load_partial(x + i, count, store ? -INFINITY : row_max);
-        vd e = exp_minus_max_f64(xk, negative_max, exact);
+        vd e = exp_minus_max_f64(xk, negative_max, exact, !store);
         if (store) {
             if (count == VD_LANES)
                 vd_store(y + i, e);
@@ -486,6 +497,10 @@ CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_part
     }
     partial->max = row_max;
     sum_kahan_lanes(sums, compensations, 2, &partial->rest_hi, &partial->rest_lo);
+    if (!store) {
+        partial->rest_hi *= SUM_UNSCALE;
+        partial->rest_lo *= SUM_UNSCALE;
+    }
     if (store) {
         partial->count = 0.0;
     } else {
@@ -536,7 +551,7 @@ CSM_INLINE vd finish_f64_vector(vd x, int operation, const csm_row_scale *scale,
 {
     const vd negative_max = vd_set1(-scale->max);
     if (operation == CSM_SOFTMAX)
-        return scale_f64(exp_minus_max_f64(x, negative_max, exact), vd_set1(scale->inverse_hi),
+        return scale_f64(exp_minus_max_f64(x, negative_max, exact, 0), vd_set1(scale->inverse_hi),
                          vd_set1(scale->inverse_lo), exact);
     return log_softmax_f64(x, negative_max, vd_set1(scale->log_sum), exact);
 }
@@ -638,7 +653,7 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
     for (int64_t i = 0; i < n; i++) {
         for (int v = 0; v < vectors; v++) {
             vf xk = column_load_f32(x + i * inner + v * VF_LANES, lanes[v], -INFINITY);
-            vf e = exp_minus_max_f32(xk, negative_max[v], exact);
+            vf e = exp_minus_max_f32(xk, negative_max[v], exact, !store);
             if (store) {
                 column_store_f32(y + i * inner + v * VF_LANES, e, lanes[v]);
             } else {
@@ -683,7 +698,7 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
             csm_partial *p = &partials[v * VF_LANES + j];
             p->max = maxima[j];
             p->count = (double)(n - others[j]);
-            p->rest_hi = totals[j];
+            p->rest_hi = totals[j] * SUM_UNSCALE;
             p->rest_lo = 0.0;
         }
     }
@@ -777,7 +792,7 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
     for (int64_t i = 0; i < n; i++) {
         for (int v = 0; v < vectors; v++) {
             vd xk = column_load_f64(x + i * inner + v * VD_LANES, lanes[v], -INFINITY);
-            vd e = exp_minus_max_f64(xk, negative_max[v], exact);
+            vd e = exp_minus_max_f64(xk, negative_max[v], exact, !store);
             if (store) {
                 column_store_f64(y + i * inner + v * VD_LANES, e, lanes[v]);
             } else {
@@ -823,8 +838,8 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
             csm_partial *p = &partials[v * VD_LANES + j];
             p->max = maxima[j];
             p->count = (double)(n - others[j]);
-            p->rest_hi = totals[j];
-            p->rest_lo = -errors[j];
+            p->rest_hi = totals[j] * SUM_UNSCALE;
+            p->rest_lo = -errors[j] * SUM_UNSCALE;
         }
     }
     column_scales scales;

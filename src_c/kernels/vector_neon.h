@@ -75,10 +75,8 @@ CSM_INLINE vf vf_min(vf a, vf b) { return vminq_f32(a, b); }
 /* !(a < b) rather than a >= b, so that NaN lanes are true (unordered). */
 CSM_INLINE vf_mask vf_not_less(vf a, vf b) { return vmvnq_u32(vcltq_f32(a, b)); }
 CSM_INLINE vf_mask vf_not_equal(vf a, vf b) { return vmvnq_u32(vceqq_f32(a, b)); } /* true for NaN */
-CSM_INLINE vf vf_keep(vf_mask keep, vf v)                                               /* 0 where !keep */
-{
-    return vreinterpretq_f32_u32(vandq_u32(keep, vreinterpretq_u32_f32(v)));
-}
+/* 0 where !keep */
+CSM_INLINE vf vf_keep(vf_mask keep, vf v) { return vreinterpretq_f32_u32(vandq_u32(keep, vreinterpretq_u32_f32(v))); }
 /* 2^n from the magic-biased value whose low mantissa bits hold n + 127. */
 CSM_INLINE vf vf_exponent_from_biased(vf biased)
 {
@@ -120,10 +118,7 @@ CSM_INLINE vd vd_min(vd a, vd b) { return vminq_f64(a, b); }
 CSM_INLINE vd_mask vd_invert(vd_mask m) { return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(m))); }
 CSM_INLINE vd_mask vd_not_less(vd a, vd b) { return vd_invert(vcltq_f64(a, b)); }
 CSM_INLINE vd_mask vd_not_equal(vd a, vd b) { return vd_invert(vceqq_f64(a, b)); }
-CSM_INLINE vd vd_keep(vd_mask keep, vd v)
-{
-    return vreinterpretq_f64_u64(vandq_u64(keep, vreinterpretq_u64_f64(v)));
-}
+CSM_INLINE vd vd_keep(vd_mask keep, vd v) { return vreinterpretq_f64_u64(vandq_u64(keep, vreinterpretq_u64_f64(v))); }
 CSM_INLINE vd vd_exponent_from_biased(vd biased)
 {
     return vreinterpretq_f64_u64(vshlq_n_u64(vreinterpretq_u64_f64(biased), 52));

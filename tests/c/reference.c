@@ -36,6 +36,14 @@ static void exact_difference(double x, long double max, long double *hi, long do
     *lo = isinf(*hi) ? 0.0L : (a - (*hi - bb)) + (b - bb);
 }
 
+static reference_value split(long double value)
+{
+    reference_value r = {(double)value, 0.0};
+    if (isfinite(r.hi))
+        r.lo = (double)(value - (long double)r.hi);
+    return r;
+}
+
 static csm_row_state classify(const double *x, int64_t n)
 {
     int nan = 0, positive_infinity = 0, finite = 0;
@@ -56,18 +64,18 @@ void reference_compute(const double *x, int64_t n, reference_row *row)
     memset(row, 0, sizeof *row);
     row->n = n;
     row->state = classify(x, n);
-    row->exp_term = malloc((size_t)n * sizeof(long double));
-    row->softmax = malloc((size_t)n * sizeof(long double));
-    row->log_softmax = malloc((size_t)n * sizeof(long double));
+    row->exp_term = malloc((size_t)n * sizeof(reference_value));
+    row->softmax = malloc((size_t)n * sizeof(reference_value));
+    row->log_softmax = malloc((size_t)n * sizeof(reference_value));
     row->distance = calloc((size_t)n, sizeof(double));
     if (!row->exp_term || !row->softmax || !row->log_softmax || !row->distance)
         abort();
 
     if (row->state != CSM_ROW_FINITE) {
         row->max = row->state == CSM_ROW_NAN ? NAN : row->state == CSM_ROW_POS_INF ? INFINITY : -INFINITY;
-        row->logsumexp = row->max;
+        row->logsumexp = split(row->max);
         for (int64_t i = 0; i < n; i++)
-            row->exp_term[i] = row->softmax[i] = row->log_softmax[i] = NAN;
+            row->exp_term[i] = row->softmax[i] = row->log_softmax[i] = split(NAN);
         return;
     }
 
@@ -77,34 +85,39 @@ void reference_compute(const double *x, int64_t n, reference_row *row)
             max = x[i];
     row->max = max;
 
+    long double *terms = malloc((size_t)n * sizeof(long double));
+    if (!terms)
+        abort();
     compensated_sum rest = {0, 0}, weighted = {0, 0}, rest_weighted = {0, 0};
     for (int64_t i = 0; i < n; i++) {
         long double hi, lo;
         exact_difference(x[i], max, &hi, &lo);
         /* exp(hi + lo) = exp(hi) (1 + lo) to far below a long double ULP: |lo| <= ulp(hi) / 2 */
-        row->exp_term[i] = isinf(hi) ? 0.0L : expl(hi) * (1.0L + lo);
+        terms[i] = isinf(hi) ? 0.0L : expl(hi) * (1.0L + lo);
+        row->exp_term[i] = split(terms[i]);
         row->distance[i] = isinf(hi) ? 0.0 : (double)fabsl(hi + lo);
-        compensated_add(&weighted, row->exp_term[i] * row->distance[i]);
+        compensated_add(&weighted, terms[i] * row->distance[i]);
         if (x[i] == max) {
             row->count += 1.0L;
         } else {
-            compensated_add(&rest, row->exp_term[i]);
-            compensated_add(&rest_weighted, row->exp_term[i] * row->distance[i]);
+            compensated_add(&rest, terms[i]);
+            compensated_add(&rest_weighted, terms[i] * row->distance[i]);
         }
     }
     row->rest = compensated_value(&rest);
     const long double sum = row->count + row->rest;
     /* log1p keeps log_softmax exact near 0: log(sum) = log1p((count - 1) + rest) */
     row->log_sum = log1pl((row->count - 1.0L) + row->rest);
-    row->logsumexp = max + row->log_sum;
+    row->logsumexp = split(max + row->log_sum);
     row->spread = (double)(compensated_value(&weighted) / sum);
     row->rest_spread = row->rest > 0 ? (double)(compensated_value(&rest_weighted) / row->rest) : 0.0;
     for (int64_t i = 0; i < n; i++) {
         long double hi, lo;
         exact_difference(x[i], max, &hi, &lo);
-        row->softmax[i] = row->exp_term[i] / sum;
-        row->log_softmax[i] = isinf(hi) ? -INFINITY : (hi - row->log_sum) + lo;
+        row->softmax[i] = split(terms[i] / sum);
+        row->log_softmax[i] = split(isinf(hi) ? -INFINITY : (hi - row->log_sum) + lo);
     }
+    free(terms);
 }
 
 void reference_free(reference_row *row)
@@ -116,34 +129,31 @@ void reference_free(reference_row *row)
     memset(row, 0, sizeof *row);
 }
 
-static long double round_to(long double value, test_dtype dtype)
-{
-    return dtype == DTYPE_F32 ? (long double)(float)value : (long double)(double)value;
-}
-
-double reference_spacing(long double reference, test_dtype dtype)
+double reference_spacing(double reference, test_dtype dtype)
 {
     const int mantissa_bits = dtype == DTYPE_F32 ? 23 : 52;
     const int minimum_exponent = dtype == DTYPE_F32 ? -126 : -1022;
-    const long double magnitude = fabsl(round_to(reference, dtype));
-    int exponent = magnitude == 0 ? minimum_exponent : ilogbl(magnitude);
+    const double magnitude = fabs(dtype == DTYPE_F32 ? (double)(float)reference : reference);
+    int exponent = magnitude == 0 ? minimum_exponent : ilogb(magnitude);
     if (exponent < minimum_exponent)
         exponent = minimum_exponent;
     return ldexp(1.0, exponent - mantissa_bits);
 }
 
-double ulp_error(long double reference, double computed, test_dtype dtype)
+double ulp_error(reference_value reference, double computed, test_dtype dtype)
 {
-    if (isnan(reference) || isnan(computed))
-        return isnan(reference) && isnan(computed) ? 0.0 : INFINITY;
-    if (isinf(reference) || isinf(computed))
-        return reference == (long double)computed ? 0.0 : INFINITY;
+    const double r = reference.hi;
+    if (isnan(r) || isnan(computed))
+        return isnan(r) && isnan(computed) ? 0.0 : INFINITY;
+    if (isinf(r) || isinf(computed))
+        return r == computed ? 0.0 : INFINITY;
     const double tiny = smallest_normal(dtype);
-    if (fabsl(reference) < tiny) {
-        const int same_sign = computed == 0 || reference == 0 || (computed > 0) == (reference > 0);
+    if (fabs(r) < tiny) {
+        const int same_sign = computed == 0 || r == 0 || (computed > 0) == (r > 0);
         return fabs(computed) <= tiny && same_sign ? 0.0 : INFINITY;
     }
-    return (double)(fabsl((long double)computed - reference) / reference_spacing(reference, dtype));
+    /* computed - hi is exact whenever the error is small (Sterbenz) */
+    return fabs((computed - r) - reference.lo) / reference_spacing(r, dtype);
 }
 
 /* Maps a value onto the integers so that adjacent representable values

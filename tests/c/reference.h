@@ -16,20 +16,27 @@ typedef enum {
     DTYPE_COUNT = 2
 } test_dtype;
 
+/* A reference value as an unevaluated sum hi + lo of doubles (about 106
+ * bits): checking against it needs double arithmetic only, which matters
+ * under emulation, where long double (quad on aarch64) is slow software. */
+typedef struct {
+    double hi, lo;
+} reference_value;
+
 /* The exact results for one row (one reduced slice). */
 typedef struct {
     int64_t n;
     csm_row_state state; /* what a masked partial reports: NaN > +inf > only -inf > finite */
     long double max;
-    long double count;     /* elements equal to max */
-    long double rest;      /* sum of exp(x - max) over the other elements */
-    long double log_sum;   /* log(count + rest) */
-    long double logsumexp; /* the contract's value, special rows included */
-    double spread;         /* W = sum_j p_j |x_j - max|: relative error of a classical row sum in units of u */
-    double rest_spread;    /* the same, weighted over the non-maximal terms only */
-    long double *exp_term; /* exp(x_i - max): what a storing partial writes (NaN for special rows) */
-    long double *softmax;  /* NaN rows for every special state */
-    long double *log_softmax;
+    long double count;         /* elements equal to max */
+    long double rest;          /* sum of exp(x - max) over the other elements */
+    long double log_sum;       /* log(count + rest) */
+    reference_value logsumexp; /* the contract's value, special rows included */
+    double spread;             /* W = sum_j p_j |x_j - max|: relative error of a classical row sum in units of u */
+    double rest_spread;        /* the same, weighted over the non-maximal terms only */
+    reference_value *exp_term; /* exp(x_i - max): what a storing partial writes (NaN for special rows) */
+    reference_value *softmax;  /* NaN rows for every special state */
+    reference_value *log_softmax;
     double *distance; /* |x_i - max| (0 for special rows) */
 } reference_row;
 
@@ -45,9 +52,9 @@ double smallest_normal(test_dtype dtype);
  * to the dtype (numpy.spacing).  0 for a reference below the normal range
  * when computed lies in [0, tiny] with its sign ("may flush to 0"); infinity
  * for a mismatch of NaN or infinities. */
-double ulp_error(long double reference, double computed, test_dtype dtype);
+double ulp_error(reference_value reference, double computed, test_dtype dtype);
 /* The spacing ulp_error divides by (for converting absolute slack to ULPs). */
-double reference_spacing(long double reference, test_dtype dtype);
+double reference_spacing(double reference, test_dtype dtype);
 /* Distance in representable values of the dtype between two results (0 for
  * two NaNs or equal values, infinity for a NaN against a number). */
 double ulp_distance(double a, double b, test_dtype dtype);

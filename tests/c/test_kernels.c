@@ -23,6 +23,7 @@
  * exit status is non-zero on any failure. */
 #include <float.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,10 +65,10 @@ typedef enum {
 } entry_point;
 
 static const char *const entry_names[ENTRY_COUNT] = {
-    "partial (masked)",  "partial -> logsumexp", "partial (store)",   "scale (softmax)",
-    "finish softmax",    "finish log_softmax",   "columns softmax",   "columns log_softmax",
-    "columns logsumexp", "rows softmax",         "rows log_softmax",  "rows logsumexp",
-    "reduce softmax",    "reduce log_softmax",   "reduce logsumexp",  "reduce threads",
+    "partial (masked)",  "partial -> logsumexp", "partial (store)",  "scale (softmax)",
+    "finish softmax",    "finish log_softmax",   "columns softmax",  "columns log_softmax",
+    "columns logsumexp", "rows softmax",         "rows log_softmax", "rows logsumexp",
+    "reduce softmax",    "reduce log_softmax",   "reduce logsumexp", "reduce threads",
 };
 
 static const char *const dtype_names[DTYPE_COUNT] = {"f32", "f64"};
@@ -78,13 +79,15 @@ typedef struct {
     double reference[ENTRY_COUNT][DTYPE_COUNT][2]; /* worst error against the reference, ULP */
     double scalar[ENTRY_COUNT][DTYPE_COUNT][2];    /* worst distance to the scalar kernel, ULP */
     int64_t checks[ENTRY_COUNT][DTYPE_COUNT][2];
+    int64_t failed[ENTRY_COUNT][DTYPE_COUNT][2];
     int64_t failures;
 } isa_summary;
 
 static isa_summary summaries[CSM_ISA_COUNT];
 static int64_t checks_passed, checks_failed;
-static int failures_printed;
-#define MAX_FAILURES_PRINTED 40
+/* The first few failures of each (ISA, entry point, dtype, precision) are printed. */
+static int failures_printed[CSM_ISA_COUNT][ENTRY_COUNT][DTYPE_COUNT][2];
+#define FAILURES_PRINTED_PER_CELL 3
 
 /* One check: one entry point called on one case.  It fails on its first bad
  * element (printed) and keeps the worst errors for the summary. */
@@ -94,12 +97,25 @@ typedef struct {
     test_dtype dtype;
     int precision;
     char label[160];
+    char context[96]; /* which slice of a multi-row case is being checked */
     double worst_reference, worst_scalar;
     int failed;
 } check;
 
-static void check_begin(check *c, int isa, entry_point entry, test_dtype dtype, int precision, const char *format,
-                        ...)
+/* What runs now, for the crash handler: a read or write past the end of an
+ * array hits a guard page, and the check in progress names the culprit. */
+static char running[320] = "setting up\n";
+
+static void report_crash(int signal_number)
+{
+    static const char prefix[] = "\nCRASH (SIGSEGV or SIGBUS) while running: ";
+    (void)signal_number;
+    if (write(STDOUT_FILENO, prefix, sizeof prefix - 1) >= 0)
+        (void)!write(STDOUT_FILENO, running, strlen(running));
+    _exit(3);
+}
+
+static void check_begin(check *c, int isa, entry_point entry, test_dtype dtype, int precision, const char *format, ...)
 {
     memset(c, 0, sizeof *c);
     c->isa = isa;
@@ -110,6 +126,8 @@ static void check_begin(check *c, int isa, entry_point entry, test_dtype dtype, 
     va_start(arguments, format);
     vsnprintf(c->label, sizeof c->label, format, arguments);
     va_end(arguments);
+    snprintf(running, sizeof running, "%s %s %s %s [%s] (a read or write past the end of an array?)\n",
+             csm_isa_name(isa), entry_names[entry], dtype_names[dtype], precision_names[precision], c->label);
 }
 
 static void check_fail(check *c, const char *format, ...)
@@ -117,10 +135,10 @@ static void check_fail(check *c, const char *format, ...)
     if (c->failed)
         return;
     c->failed = 1;
-    if (failures_printed++ >= MAX_FAILURES_PRINTED)
+    if (failures_printed[c->isa][c->entry][c->dtype][c->precision]++ >= FAILURES_PRINTED_PER_CELL)
         return;
-    printf("FAIL %s %s %s %s [%s]: ", csm_isa_name(c->isa), entry_names[c->entry], dtype_names[c->dtype],
-           precision_names[c->precision], c->label);
+    printf("FAIL %s %s %s %s [%s%s]: ", csm_isa_name(c->isa), entry_names[c->entry], dtype_names[c->dtype],
+           precision_names[c->precision], c->label, c->context);
     va_list arguments;
     va_start(arguments, format);
     vprintf(format, arguments);
@@ -147,20 +165,23 @@ static void track(double *worst, double value)
 }
 
 /* One output element: against the reference (allowed ULP) and against the
- * scalar kernel's result (twice that).  Below the normal range only the
- * flush rule applies: one kernel may flush where the other does not. */
-static void check_value(check *c, int64_t index, double input, long double reference, double computed, double scalar,
-                        double allowed)
+ * scalar kernel's result (twice that), both after an absolute `slack`.
+ * Below the normal range only the flush rule applies: one kernel may flush
+ * where the other does not. */
+static void check_value(check *c, int64_t index, double input, reference_value reference, double computed,
+                        double scalar, double allowed, double slack)
 {
-    const double error = ulp_error(reference, computed, c->dtype);
-    const int subnormal = isfinite(reference) && fabsl(reference) < smallest_normal(c->dtype);
-    const double distance = subnormal ? 0.0 : ulp_distance(computed, scalar, c->dtype);
+    const int subnormal = isfinite(reference.hi) && fabs(reference.hi) < smallest_normal(c->dtype);
+    const double slack_ulp = isfinite(reference.hi) ? slack / reference_spacing(reference.hi, c->dtype) : 0.0;
+    const double error = fmax(ulp_error(reference, computed, c->dtype) - slack_ulp, 0.0);
+    const double distance = subnormal ? 0.0 : fmax(ulp_distance(computed, scalar, c->dtype) - slack_ulp, 0.0);
     track(&c->worst_reference, error);
     track(&c->worst_scalar, distance);
     if (!(error <= allowed) || !(distance <= 2 * allowed))
-        check_fail(c, "element %lld: x = %.17g, reference %.21Lg, got %.17g (%.3g ULP, allowed %.3g), scalar %.17g "
+        check_fail(c,
+                   "element %lld: x = %.17g, reference %.17g, got %.17g (%.3g ULP, allowed %.3g), scalar %.17g "
                    "(%.3g ULP apart)",
-                   (long long)index, input, reference, computed, error, allowed, scalar, distance);
+                   (long long)index, input, reference.hi, computed, error, allowed, scalar, distance);
 }
 
 static void check_end(check *c)
@@ -170,6 +191,7 @@ static void check_end(check *c)
     track(&s->scalar[c->entry][c->dtype][c->precision], c->worst_scalar);
     s->checks[c->entry][c->dtype][c->precision]++;
     if (c->failed) {
+        s->failed[c->entry][c->dtype][c->precision]++;
         s->failures++;
         checks_failed++;
     } else {
@@ -184,34 +206,42 @@ static void check_end(check *c)
 #define EXACT_ULP 4.0
 #define U64 0x1p-53
 
+/* The SIMD kernels flush exp terms below the normal range to 0 inside their
+ * sums too (the contract allows it for results), which moves log(sum) by up
+ * to n * tiny in absolute terms.  That is only visible in log_softmax and
+ * logsumexp results within about n * 2^22 smallest normals of 0 (e.g. the
+ * maximum of [0, -85, -88, -88] in float32); this slack accepts it. */
+static double flushed_terms_slack(const reference_row *r, test_dtype dtype)
+{
+    return (double)r->n * smallest_normal(dtype);
+}
+
 /* Fast mode: + (2 u (|x_i - m| + W) + n u64) |ref|, relative (tests/reference.py). */
-static double allowed_softmax(const reference_row *r, int64_t i, long double value, test_dtype dtype, int precision)
+static double allowed_softmax(const reference_row *r, int64_t i, double value, test_dtype dtype, int precision)
 {
     if (precision == CSM_EXACT || !isfinite(value) || value == 0)
         return EXACT_ULP;
     const double u = unit_roundoff(dtype);
-    const double extra = (2 * u * (r->distance[i] + r->spread) + (double)r->n * U64) * (double)fabsl(value);
+    const double extra = (2 * u * (r->distance[i] + r->spread) + (double)r->n * U64) * fabs(value);
     return EXACT_ULP + extra / reference_spacing(value, dtype);
 }
 
 /* exp(x - m) alone: only the rounding of x - m in fast mode. */
-static double allowed_exp_term(const reference_row *r, int64_t i, long double value, test_dtype dtype, int precision)
+static double allowed_exp_term(const reference_row *r, int64_t i, double value, test_dtype dtype, int precision)
 {
     if (precision == CSM_EXACT || !isfinite(value) || value == 0)
         return EXACT_ULP;
-    const double extra = 2 * unit_roundoff(dtype) * r->distance[i] * (double)fabsl(value);
+    const double extra = 2 * unit_roundoff(dtype) * r->distance[i] * fabs(value);
     return EXACT_ULP + extra / reference_spacing(value, dtype);
 }
 
 /* Fast mode: + 2 u (|x_i - m| + W + 1 + log s) + n u64, absolute. */
-static double allowed_log_softmax(const reference_row *r, int64_t i, long double value, test_dtype dtype,
-                                  int precision)
+static double allowed_log_softmax(const reference_row *r, int64_t i, double value, test_dtype dtype, int precision)
 {
     if (precision == CSM_EXACT || !isfinite(value))
         return EXACT_ULP;
     const double u = unit_roundoff(dtype);
-    const double extra =
-        2 * u * (r->distance[i] + r->spread + 1 + fabs((double)r->log_sum)) + (double)r->n * U64;
+    const double extra = 2 * u * (r->distance[i] + r->spread + 1 + fabs((double)r->log_sum)) + (double)r->n * U64;
     return EXACT_ULP + extra / reference_spacing(value, dtype);
 }
 
@@ -219,13 +249,13 @@ static double allowed_log_softmax(const reference_row *r, int64_t i, long double
  * the classical sum's error, u W absolute in log s. */
 static double allowed_logsumexp(const reference_row *r, test_dtype dtype, int precision)
 {
-    if (!isfinite(r->logsumexp))
+    if (!isfinite(r->logsumexp.hi))
         return EXACT_ULP;
     const double u = unit_roundoff(dtype);
     double extra = 4 * 2 * u * fabs((double)r->log_sum);
     if (precision == CSM_FAST)
         extra += 2 * u * (r->spread + 1 + fabs((double)r->log_sum)) + (double)r->n * U64;
-    return EXACT_ULP + extra / reference_spacing(r->logsumexp, dtype);
+    return EXACT_ULP + extra / reference_spacing(r->logsumexp.hi, dtype);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -299,8 +329,8 @@ static guarded_region region_x, region_y, region_z;
 /* Kernel calls for either dtype                                             */
 /* ------------------------------------------------------------------------- */
 
-static void call_partial(const csm_kernel_table *k, test_dtype dtype, const void *x, void *y, int64_t n,
-                         int precision, csm_partial *partial)
+static void call_partial(const csm_kernel_table *k, test_dtype dtype, const void *x, void *y, int64_t n, int precision,
+                         csm_partial *partial)
 {
     if (dtype == DTYPE_F32)
         k->partial_f32(x, y, n, precision, partial);
@@ -354,8 +384,8 @@ static int64_t column_tile(const csm_kernel_table *k, test_dtype dtype)
     return dtype == DTYPE_F32 ? k->column_tile_f32 : k->column_tile_f64;
 }
 
-static int call_reduce(test_dtype dtype, int operation, int precision, const void *x, void *y, int64_t outer,
-                       int64_t n, int64_t inner)
+static int call_reduce(test_dtype dtype, int operation, int precision, const void *x, void *y, int64_t outer, int64_t n,
+                       int64_t inner)
 {
     if (dtype == DTYPE_F32)
         return csm_reduce_f32(operation, precision, x, y, outer, n, inner);
@@ -385,9 +415,9 @@ typedef enum {
 } row_pattern;
 
 static const char *const pattern_names[PATTERN_COUNT] = {
-    "uniform +-1",      "uniform +-10", "uniform +-100", "uniform +-1000", "large offset",
-    "ties at the max",  "constant",     "near 0",        "subnormal",      "-inf mixed in",
-    "all -inf",         "NaN",          "+inf",          "NaN, +inf, -inf",
+    "uniform +-1",     "uniform +-10", "uniform +-100", "uniform +-1000",  "large offset",
+    "ties at the max", "constant",     "near 0",        "subnormal",       "-inf mixed in",
+    "all -inf",        "NaN",          "+inf",          "NaN, +inf, -inf",
 };
 
 static uint64_t random_state;
@@ -410,8 +440,8 @@ static int64_t random_index(int64_t n) { return (int64_t)(random_next() % (uint6
 /* Values exactly representable in the dtype. */
 static void generate_row(row_pattern pattern, int64_t n, test_dtype dtype, uint64_t seed, double *x)
 {
-    random_state = 0x9E3779B97F4A7C15ULL ^ (seed * 0x100000001B3ULL + (uint64_t)pattern * 7919 +
-                                            (uint64_t)n * 104729 + (uint64_t)dtype);
+    random_state = 0x9E3779B97F4A7C15ULL ^
+                   (seed * 0x100000001B3ULL + (uint64_t)pattern * 7919 + (uint64_t)n * 104729 + (uint64_t)dtype);
     for (int k = 0; k < 4; k++)
         random_next();
     const int f32 = dtype == DTYPE_F32;
@@ -600,7 +630,7 @@ static const scalar_result *scalar_of(test_row *row, int precision)
 }
 
 /* Sizes of the kernel-level rows: every tail length of every vector width. */
-static const int64_t extra_sizes[] = {100, 127, 128, 129, 255, 256, 257, 1000, 1023, 4099, 9001};
+static const int64_t extra_sizes[] = {100, 127, 128, 129, 255, 256, 257, 1000, 1023, 4099};
 #define SMALL_SIZES 70
 #define SIZE_COUNT (SMALL_SIZES + (int)(sizeof extra_sizes / sizeof extra_sizes[0]))
 #define COLUMN_SIZE_LIMIT 1023 /* column slabs of the 64-wide scalar tile stay small under emulation */
@@ -649,10 +679,10 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
     /* masked partial: the maxima counted apart, the others summed */
     csm_partial masked;
     csm_row_scale log_scale, softmax_scale;
+    check_begin(&c, isa, ENTRY_PARTIAL, dtype, precision, "n=%lld %s", (long long)n, pattern);
     call_partial(k, dtype, x, NULL, n, precision, &masked);
     const csm_row_state state = csm_row_scale_from_partials(&masked, 1, CSM_LOG_SOFTMAX, &log_scale);
     csm_row_scale_from_partials(&masked, 1, CSM_SOFTMAX, &softmax_scale);
-    check_begin(&c, isa, ENTRY_PARTIAL, dtype, precision, "n=%lld %s", (long long)n, pattern);
     check_condition(&c, state == r->state && state == s->partial_state, "state %s, reference %s, scalar %s",
                     state_name(state), state_name(r->state), state_name(s->partial_state));
     if (state == CSM_ROW_FINITE && r->state == CSM_ROW_FINITE) {
@@ -672,7 +702,7 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
     check_begin(&c, isa, ENTRY_PARTIAL_LOGSUMEXP, dtype, precision, "n=%lld %s", (long long)n, pattern);
     const double logsumexp = csm_logsumexp_from_state(state, &log_scale);
     check_value(&c, 0, NAN, r->logsumexp, dtype == DTYPE_F32 ? (float)logsumexp : logsumexp, s->logsumexp,
-                allowed_logsumexp(r, dtype, precision));
+                allowed_logsumexp(r, dtype, precision), flushed_terms_slack(r, dtype));
     check_end(&c);
 
     /* storing partial: y = exp(x - max); a special row only needs a special state */
@@ -680,24 +710,27 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
     csm_row_scale store_scale;
     for (int64_t i = 0; i < n; i++)
         set(y, i, dtype, SENTINEL);
+    check_begin(&c, isa, ENTRY_PARTIAL_STORE, dtype, precision, "n=%lld %s", (long long)n, pattern);
     call_partial(k, dtype, x, y, n, precision, &stored);
     const csm_row_state store_state = csm_row_scale_from_partials(&stored, 1, CSM_SOFTMAX, &store_scale);
-    check_begin(&c, isa, ENTRY_PARTIAL_STORE, dtype, precision, "n=%lld %s", (long long)n, pattern);
     check_condition(&c, sentinel_intact(y, dtype), "wrote before y");
-    check_condition(&c, (store_state == CSM_ROW_FINITE) == (r->state == CSM_ROW_FINITE) && store_state == s->store_state,
-                    "state %s, reference %s, scalar %s", state_name(store_state), state_name(r->state),
-                    state_name(s->store_state));
+    check_condition(
+        &c, (store_state == CSM_ROW_FINITE) == (r->state == CSM_ROW_FINITE) && store_state == s->store_state,
+        "state %s, reference %s, scalar %s", state_name(store_state), state_name(r->state), state_name(s->store_state));
     if (store_state == CSM_ROW_FINITE && r->state == CSM_ROW_FINITE) {
         for (int64_t i = 0; i < n; i++)
             check_value(&c, i, row->x[i], r->exp_term[i], get(y, i, dtype), s->exp_term[i],
-                        allowed_exp_term(r, i, r->exp_term[i], dtype, precision));
+                        allowed_exp_term(r, i, r->exp_term[i].hi, dtype, precision), 0.0);
         const long double sum = r->count + r->rest;
         const double allowed = EXACT_ULP + (precision == CSM_FAST ? r->spread + (double)n * U64 / (2 * u) : 0);
         const double error = rest_error(partial_rest(&stored), sum, n, dtype);
+        const double distance = rest_error(partial_rest(&stored), s->store_rest, n, dtype);
         track(&c.worst_reference, error);
-        check_condition(&c, stored.count == 0 && stored.max == (double)r->max && error <= allowed,
-                        "count %g, max %.17g, sum %.21Lg, reference %.21Lg (%.3g eps)", stored.count, stored.max,
-                        partial_rest(&stored), sum, error);
+        track(&c.worst_scalar, distance);
+        check_condition(
+            &c, stored.count == 0 && stored.max == (double)r->max && error <= allowed && distance <= 2 * allowed,
+            "count %g, max %.17g, sum %.21Lg, reference %.21Lg (%.3g eps), scalar %.21Lg", stored.count, stored.max,
+            partial_rest(&stored), sum, error, s->store_rest);
     }
     check_end(&c);
 
@@ -709,7 +742,7 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
     check_condition(&c, sentinel_intact(y, dtype), "wrote before y");
     for (int64_t i = 0; i < n; i++)
         check_value(&c, i, row->x[i], r->softmax[i], get(y, i, dtype), s->softmax[i],
-                    allowed_softmax(r, i, r->softmax[i], dtype, precision));
+                    allowed_softmax(r, i, r->softmax[i].hi, dtype, precision), 0.0);
     check_end(&c);
 
     check_begin(&c, isa, ENTRY_FINISH_SOFTMAX, dtype, precision, "n=%lld %s", (long long)n, pattern);
@@ -717,7 +750,7 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
     check_condition(&c, sentinel_intact(y, dtype), "wrote before y");
     for (int64_t i = 0; i < n; i++)
         check_value(&c, i, row->x[i], r->softmax[i], get(y, i, dtype), s->softmax_finished[i],
-                    allowed_softmax(r, i, r->softmax[i], dtype, precision));
+                    allowed_softmax(r, i, r->softmax[i].hi, dtype, precision), 0.0);
     check_end(&c);
 
     check_begin(&c, isa, ENTRY_FINISH_LOG_SOFTMAX, dtype, precision, "n=%lld %s", (long long)n, pattern);
@@ -725,7 +758,7 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
     check_condition(&c, sentinel_intact(y, dtype), "wrote before y");
     for (int64_t i = 0; i < n; i++)
         check_value(&c, i, row->x[i], r->log_softmax[i], get(y, i, dtype), s->log_softmax[i],
-                    allowed_log_softmax(r, i, r->log_softmax[i], dtype, precision));
+                    allowed_log_softmax(r, i, r->log_softmax[i].hi, dtype, precision), flushed_terms_slack(r, dtype));
     check_end(&c);
 }
 
@@ -743,17 +776,19 @@ static void check_row_output(check *c, test_row *row, int operation, int precisi
     const scalar_result *s = scalar_of(row, precision);
     const test_dtype dtype = row->dtype;
     if (operation == CSM_LOGSUMEXP) {
-        check_value(c, 0, NAN, r->logsumexp, get(y, 0, dtype), s->logsumexp, allowed_logsumexp(r, dtype, precision));
+        check_value(c, 0, NAN, r->logsumexp, get(y, 0, dtype), s->logsumexp, allowed_logsumexp(r, dtype, precision),
+                    flushed_terms_slack(r, dtype));
         return;
     }
     for (int64_t i = 0; i < row->n && !c->failed; i++) {
         const double got = get(y, i * stride, dtype);
         if (operation == CSM_SOFTMAX)
             check_value(c, i, row->x[i], r->softmax[i], got, s->softmax[i],
-                        allowed_softmax(r, i, r->softmax[i], dtype, precision));
+                        allowed_softmax(r, i, r->softmax[i].hi, dtype, precision), 0.0);
         else
             check_value(c, i, row->x[i], r->log_softmax[i], got, s->log_softmax[i],
-                        allowed_log_softmax(r, i, r->log_softmax[i], dtype, precision));
+                        allowed_log_softmax(r, i, r->log_softmax[i].hi, dtype, precision),
+                        flushed_terms_slack(r, dtype));
     }
 }
 
@@ -780,20 +815,19 @@ static void test_columns(int isa, const csm_kernel_table *k, test_row *group, in
         const int operation = operations[o];
         const int64_t outputs = operation == CSM_LOGSUMEXP ? inner : n * inner;
         void *y = guarded_array(&region_y, outputs, dtype);
-        call_columns(k, dtype, x, y, n, inner, tile, operation, precision);
-        call_columns(k, dtype, (const char *)x + tile * element_size(dtype), (char *)y + tile * element_size(dtype), n,
-                     inner, partial, operation, precision);
         check c;
         check_begin(&c, isa, entry_for(ENTRY_COLUMNS_SOFTMAX, operation), dtype, precision,
                     "n=%lld inner=%lld (tiles of %lld + %lld)", (long long)n, (long long)inner, (long long)tile,
                     (long long)partial);
+        call_columns(k, dtype, x, y, n, inner, tile, operation, precision);
+        call_columns(k, dtype, (const char *)x + tile * element_size(dtype), (char *)y + tile * element_size(dtype), n,
+                     inner, partial, operation, precision);
         check_condition(&c, sentinel_intact(y, dtype), "wrote before y");
         for (int64_t j = 0; j < inner && !c.failed; j++) {
             test_row *row = &group[(j + n) % PATTERN_COUNT];
             const void *column = (const char *)y + (size_t)j * element_size(dtype);
+            snprintf(c.context, sizeof c.context, ", column %lld: %s", (long long)j, pattern_names[row->pattern]);
             check_row_output(&c, row, operation, precision, column, operation == CSM_LOGSUMEXP ? 0 : inner);
-            if (c.failed)
-                printf("     (column %lld: %s)\n", (long long)j, pattern_names[row->pattern]);
         }
         check_end(&c);
     }
@@ -815,17 +849,16 @@ static void test_rows(int isa, const csm_kernel_table *k, test_row *group, int p
         const int operation = operations[o];
         const int64_t y_row = operation == CSM_LOGSUMEXP ? 1 : n;
         void *y = guarded_array(&region_y, count * y_row, dtype);
-        call_rows(k, dtype, x, y, count, n, operation, precision);
         check c;
         check_begin(&c, isa, entry_for(ENTRY_ROWS_SOFTMAX, operation), dtype, precision, "%lld rows of n=%lld",
                     (long long)count, (long long)n);
+        call_rows(k, dtype, x, y, count, n, operation, precision);
         check_condition(&c, sentinel_intact(y, dtype), "wrote before y");
         for (int64_t b = 0; b < count && !c.failed; b++) {
             test_row *row = &group[(b + n) % PATTERN_COUNT];
+            snprintf(c.context, sizeof c.context, ", row %lld: %s", (long long)b, pattern_names[row->pattern]);
             check_row_output(&c, row, operation, precision, (const char *)y + (size_t)(b * y_row) * element_size(dtype),
                              1);
-            if (c.failed)
-                printf("     (row %lld: %s)\n", (long long)b, pattern_names[row->pattern]);
         }
         check_end(&c);
     }
@@ -869,12 +902,11 @@ static void run_reduce_case(int isa, const reduce_case *rc, test_dtype dtype)
                     for (int64_t j = 0; j < inner && !c.failed; j++) {
                         test_row *row = rc->slices[s * inner + j];
                         const int64_t first = operation == CSM_LOGSUMEXP ? s * inner + j : s * n * inner + j;
+                        snprintf(c.context, sizeof c.context, ", slice (%lld, %lld): %s", (long long)s, (long long)j,
+                                 pattern_names[row->pattern]);
                         check_row_output(&c, row, operation, precision,
                                          (const char *)y + (size_t)first * element_size(dtype),
                                          operation == CSM_LOGSUMEXP ? 0 : inner);
-                        if (c.failed)
-                            printf("     (slice %lld, %lld: %s)\n", (long long)s, (long long)j,
-                                   pattern_names[row->pattern]);
                     }
                 }
                 check_end(&c);
@@ -883,14 +915,16 @@ static void run_reduce_case(int isa, const reduce_case *rc, test_dtype dtype)
     }
 }
 
-/* Long rows (blocked, spread over threads): their own rows and references. */
+/* Long rows (above the driver's 128 KiB short-row limit for both dtypes, so
+ * cut into blocks that are spread over threads): their own references. */
+#define LONG_ROW 33000
 static const struct {
     row_pattern pattern;
     int64_t n;
 } long_rows[] = {
-    {PATTERN_UNIFORM_10, 40000},   {PATTERN_UNIFORM_1000, 40000}, {PATTERN_NEAR_ZERO, 40000},
-    {PATTERN_NEG_INF_MIXED, 40000}, {PATTERN_NAN, 40000},         {PATTERN_POS_INF, 40000},
-    {PATTERN_UNIFORM_100, 70001},
+    {PATTERN_UNIFORM_10, LONG_ROW},      {PATTERN_UNIFORM_1000, LONG_ROW}, {PATTERN_NEAR_ZERO, LONG_ROW},
+    {PATTERN_NEG_INF_MIXED, LONG_ROW},   {PATTERN_NAN, LONG_ROW},          {PATTERN_POS_INF, LONG_ROW},
+    {PATTERN_UNIFORM_100, LONG_ROW + 1},
 };
 #define LONG_ROW_COUNT ((int)(sizeof long_rows / sizeof long_rows[0]))
 static test_row long_row_data[DTYPE_COUNT][LONG_ROW_COUNT + 1]; /* + one row of whole -inf blocks */
@@ -904,12 +938,12 @@ static void make_long_rows(test_dtype dtype)
     memset(row, 0, sizeof *row);
     row->pattern = PATTERN_NEG_INF_MIXED;
     row->dtype = dtype;
-    row->n = 50000;
+    row->n = LONG_ROW;
     row->x = malloc((size_t)row->n * sizeof(double));
     if (!row->x)
         abort();
     generate_row(PATTERN_UNIFORM_10, row->n, dtype, 12, row->x);
-    for (int64_t i = 5000; i < 30000; i++)
+    for (int64_t i = 5000; i < 25000; i++) /* whole blocks: f32 1 and 2 (8192 elements), f64 2 to 5 (4096) */
         row->x[i] = -INFINITY;
     reference_compute(row->x, row->n, &row->reference);
 }
@@ -920,7 +954,7 @@ static void test_reduce(int isa, test_dtype dtype)
     static const struct {
         int64_t n, inner;
     } column_shapes[] = {{1, 2}, {5, 7}, {64, 19}, {257, 3}, {33, 70}};
-    test_row *slices[2 * 70 * PATTERN_COUNT];
+    test_row *slices[2 * 70]; /* the widest case: 2 slabs of 70 columns */
 
     for (size_t k = 0; k < sizeof row_sizes / sizeof row_sizes[0]; k++) {
         int index = 0;
@@ -953,7 +987,7 @@ static void test_thread_determinism(int isa, test_dtype dtype)
 {
     static const struct {
         int64_t outer, n, inner;
-    } shapes[] = {{1, 150001, 1}, {3, 50000, 1}, {2000, 60, 1}, {4, 3000, 33}};
+    } shapes[] = {{1, 70001, 1}, {3, LONG_ROW, 1}, {2000, 60, 1}, {4, 1000, 33}};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         const int64_t outer = shapes[k].outer, n = shapes[k].n, inner = shapes[k].inner;
         const int64_t elements = outer * n * inner;
@@ -1005,12 +1039,13 @@ static void print_summary(int isa)
         for (int d = 0; d < DTYPE_COUNT; d++)
             for (int p = 0; p < 2; p++) {
                 char cell[40];
+                const char *mark = s->failed[e][d][p] ? " FAIL" : "";
                 if (s->checks[e][d][p] == 0)
                     snprintf(cell, sizeof cell, "-");
                 else if (e == ENTRY_REDUCE_THREADS)
-                    snprintf(cell, sizeof cell, "%s", s->failures ? "checked" : "bitwise equal");
+                    snprintf(cell, sizeof cell, "%s", s->failed[e][d][p] ? "differ FAIL" : "bitwise equal");
                 else
-                    snprintf(cell, sizeof cell, "%.2f [%.2f]", s->reference[e][d][p], s->scalar[e][d][p]);
+                    snprintf(cell, sizeof cell, "%.2f [%.2f]%s", s->reference[e][d][p], s->scalar[e][d][p], mark);
                 printf(" %20s", cell);
             }
         printf("\n");
@@ -1029,6 +1064,11 @@ int main(int argc, char **argv)
 {
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach a log before any crash */
+#ifdef HAVE_GUARD_PAGES
+    signal(SIGSEGV, report_crash);
+    signal(SIGBUS, report_crash);
+#endif
     csm_init();
     region_x = guarded_new(REGION_BYTES);
     region_y = guarded_new(REGION_BYTES);

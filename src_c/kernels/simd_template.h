@@ -582,7 +582,8 @@ static void KERNEL(finish_f64)(const double *x, double *y, int64_t n, int operat
 /* per-column scale comes from the same row_scale.c combine as rows.         */
 /* ------------------------------------------------------------------------- */
 
-#define COLUMN_VECTORS 2
+#define COLUMN_VECTORS 2     /* float32: 64-byte rows per tile */
+#define COLUMN_VECTORS_F64 2 /* float64: 64-byte rows per tile (1 vector halves line use; 4 spills) */
 
 /* Per-lane scalars of a log_softmax tile, from per-lane partials. */
 typedef struct {
@@ -767,14 +768,14 @@ CSM_INLINE void column_store_f64(double *p, vd v, int64_t count)
 CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t inner, int64_t columns,
                                  int operation, const int exact, const int full)
 {
-    const int vectors = full ? COLUMN_VECTORS : (int)((columns + VD_LANES - 1) / VD_LANES);
-    int64_t lanes[COLUMN_VECTORS];
+    const int vectors = full ? COLUMN_VECTORS_F64 : (int)((columns + VD_LANES - 1) / VD_LANES);
+    int64_t lanes[COLUMN_VECTORS_F64];
     for (int v = 0; v < vectors; v++)
         lanes[v] = full ? VD_LANES : columns - v * VD_LANES < VD_LANES ? columns - v * VD_LANES : VD_LANES;
     const int store = operation == CSM_SOFTMAX;
 
     /* pass 1: column maxima */
-    vd max_v[COLUMN_VECTORS];
+    vd max_v[COLUMN_VECTORS_F64];
     for (int v = 0; v < vectors; v++)
         max_v[v] = vd_set1(-INFINITY);
     for (int64_t i = 0; i < n; i++)
@@ -782,8 +783,8 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
             max_v[v] = vd_max(max_v[v], column_load_f64(x + i * inner + v * VD_LANES, lanes[v], -INFINITY));
 
     /* pass 2: exp (stored for softmax) and Kahan sums */
-    vd negative_max[COLUMN_VECTORS], sums[COLUMN_VECTORS], compensations[COLUMN_VECTORS];
-    vd_count not_max[COLUMN_VECTORS];
+    vd negative_max[COLUMN_VECTORS_F64], sums[COLUMN_VECTORS_F64], compensations[COLUMN_VECTORS_F64];
+    vd_count not_max[COLUMN_VECTORS_F64];
     for (int v = 0; v < vectors; v++) {
         negative_max[v] = vd_sub(vd_zero(), max_v[v]);
         sums[v] = compensations[v] = vd_zero();
@@ -826,7 +827,7 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
     }
 
     /* log_softmax / logsumexp: per-lane log1p of the non-maximal sum */
-    csm_partial partials[COLUMN_VECTORS * VD_LANES];
+    csm_partial partials[COLUMN_VECTORS_F64 * VD_LANES];
     for (int v = 0; v < vectors; v++) {
         double maxima[VD_LANES], totals[VD_LANES], errors[VD_LANES];
         int64_t others[VD_LANES];
@@ -843,7 +844,7 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
         }
     }
     column_scales scales;
-    double logsumexp[COLUMN_VECTORS * VD_LANES];
+    double logsumexp[COLUMN_VECTORS_F64 * VD_LANES];
     column_scales_from_partials(partials, columns, operation, &scales, logsumexp);
     if (operation == CSM_LOGSUMEXP) {
         for (int64_t j = 0; j < columns; j++)
@@ -866,7 +867,7 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
 static void KERNEL(columns_f64)(const double *x, double *y, int64_t n, int64_t inner, int64_t columns,
                                 int operation, int precision)
 {
-    const int full = columns == COLUMN_VECTORS * VD_LANES;
+    const int full = columns == COLUMN_VECTORS_F64 * VD_LANES;
     if (precision == CSM_EXACT) {
         if (full)
             columns_f64_body(x, y, n, inner, columns, operation, 1, 1);
@@ -910,7 +911,7 @@ static void KERNEL(rows_f32)(const float *x, float *y, int64_t rows, int64_t n, 
 
 static void KERNEL(rows_f64)(const double *x, double *y, int64_t rows, int64_t n, int operation, int precision)
 {
-    enum { TILE = COLUMN_VECTORS * VD_LANES };
+    enum { TILE = COLUMN_VECTORS_F64 * VD_LANES };
     double buffer[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
         const int64_t count = rows - first < TILE ? rows - first : TILE;
@@ -939,6 +940,6 @@ static const csm_kernel_table KERNEL(table) = {
     .rows_f32 = KERNEL(rows_f32),
     .rows_f64 = KERNEL(rows_f64),
     .column_tile_f32 = COLUMN_VECTORS * VF_LANES,
-    .column_tile_f64 = COLUMN_VECTORS * VD_LANES,
+    .column_tile_f64 = COLUMN_VECTORS_F64 * VD_LANES,
     .short_row_limit = SHORT_ROW_LIMIT,
 };

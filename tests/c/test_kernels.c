@@ -485,12 +485,15 @@ static void generate_row(row_pattern pattern, int64_t n, test_dtype dtype, uint6
     case PATTERN_SUBNORMAL:
         x[random_index(n)] = 0.0;
         break;
-    case PATTERN_NEG_INF_MIXED:
+    case PATTERN_NEG_INF_MIXED: {
         for (int64_t i = 0; i < n; i++)
             if (random_next() % 3 == 0)
                 x[i] = -INFINITY;
-        x[random_index(n)] = random_uniform(-10, 10);
+        /* two statements: the order of the two draws must not depend on the compiler */
+        const int64_t finite = random_index(n);
+        x[finite] = random_uniform(-10, 10);
         break;
+    }
     case PATTERN_NAN:
         x[random_index(n)] = -INFINITY;
         x[random_index(n)] = NAN;

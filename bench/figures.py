@@ -400,6 +400,14 @@ def summary(data) -> str:
         f"commit {commit[:12] if commit else 'none'}{' (dirty)' if (data.get('git') or {}).get('dirty') else ''}, "
         f"threads {[r['threads'] for r in data['runs']]}, {data['machine'].get('cpu_model')}, {data['created']}"
     ]
+    from .cases import CASES
+
+    ran = {c["id"] for r in data["runs"] for c in r["cases"]}
+    if len(ran) < len(CASES):
+        head.append(
+            f"WARNING: partial run ({len(ran)} of {len(CASES)} cases): figures 1 and 2 cover only "
+            "the cases that ran"
+        )
     mismatch = build_mismatch(data)
     if mismatch:
         head.append(f"WARNING: {mismatch}")

@@ -141,6 +141,9 @@ def build_mismatch(data: dict) -> str | None:
     }
     if len({d for d in digests.values() if d}) > 1:
         return f"the csoftmax extension changed between workers (sha256 by thread count: {digests})"
+    rebuilt = [r["threads"] for r in data.get("runs", []) if r.get("csoftmax_rebuilt_during_run")]
+    if rebuilt:
+        return f"the csoftmax extension was rebuilt on disk during the {rebuilt}-thread worker(s)"
     return None
 
 

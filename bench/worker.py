@@ -232,6 +232,7 @@ def main(argv=None) -> int:
     # a collection between timings stays cheap (timings themselves run with the collector off).
     gc.collect()
     gc.freeze()
+    csoftmax_info = sysinfo.csoftmax_config()  # at start: the build this worker imported
     log(banner(impls))
     log(
         f"== {threads} thread(s)"
@@ -273,11 +274,15 @@ def main(argv=None) -> int:
         "thread_settings": {i.name: i.threads_info() for i in impls},
         "thread_notes": thread_notes,
         "threadpools": sysinfo.threadpools(),
-        "csoftmax": sysinfo.csoftmax_config(),
+        "csoftmax": csoftmax_info,
         "cases": results,
         "accuracy": acc,
         "latency": lat,
     }
+    end_info = sysinfo.csoftmax_config()
+    if end_info.get("native_sha256") != csoftmax_info.get("native_sha256"):
+        record["csoftmax_rebuilt_during_run"] = end_info.get("native_sha256")
+        log("WARNING: the csoftmax extension file changed on disk while this worker ran")
     for impl in impls:
         impl.close()
     with open(args.json, "w") as f:

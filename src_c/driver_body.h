@@ -69,9 +69,7 @@ static void DRIVER_FN(column_tiles)(const csm_reduction *r, const ELEMENT *x, EL
 
 /* Long rows, phase 1: the partial of every (row, block) item.  Softmax also
  * stores exp(x - block max) in y, so phase 3 only rescales (x is read from
- * memory once).  A block of only -inf (and NaN) has no finite maximum to
- * store against: its masked partial still reports a NaN, and its outputs
- * are 0 unless the row turns out special. */
+ * memory once); a block of only -inf stores zeros (kernel_table.h). */
 static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, csm_partial *partials,
                                       int64_t begin, int64_t end)
 {
@@ -82,10 +80,6 @@ static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, 
         const int64_t length = r->n - start < block ? r->n - start : block;
         const int64_t offset = row * r->n + start;
         KERNEL_FN(r->kernels, partial)(x + offset, store ? y + offset : NULL, length, r->precision, &partials[item]);
-        if (store && partials[item].max == -INFINITY) {
-            KERNEL_FN(r->kernels, partial)(x + offset, NULL, length, r->precision, &partials[item]);
-            DRIVER_FN(fill)(y + offset, length, (ELEMENT)0);
-        }
     }
 }
 

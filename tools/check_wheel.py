@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bundle_licenses import MARKER, license_member, runtimes_in  # noqa: E402
+from bundle_licenses import MARKER, license_member, runtimes_in
 
 ALLOWED = [
     r"csoftmax/[A-Za-z_][A-Za-z0-9_]*\.py",
@@ -74,13 +74,9 @@ def check(wheel: Path, allow_pure: bool) -> list[str]:
     python, abi, platforms = wheel_tags(wheel.name)
     with zipfile.ZipFile(wheel) as archive:
         names = [n for n in archive.namelist() if not n.endswith("/")]
-        tags = [
-            line.split(":", 1)[1].strip()
-            for line in archive.read(
-                next(n for n in names if n.endswith(".dist-info/WHEEL"))
-            ).decode().splitlines()
-            if line.startswith("Tag:")
-        ]
+        wheel_file = next(n for n in names if n.endswith(".dist-info/WHEEL"))
+        wheel_lines = archive.read(wheel_file).decode().splitlines()
+        tags = [line.split(":", 1)[1].strip() for line in wheel_lines if line.startswith("Tag:")]
         debris = [n for n in names if not ALLOWED_RE.fullmatch(n)]
         if debris:
             problems.append(f"unexpected files (build debris?): {', '.join(debris)}")

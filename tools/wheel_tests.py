@@ -15,11 +15,13 @@ the sdist install it builds here. Run it from a directory that holds ``tests/`` 
    csoftmax/.dylibs/). On a free-threaded interpreter, importing csoftmax must leave the GIL off.
 2. Runs the suite: ``full`` is every test (the suite itself runs each kernel test once per ISA
    of ``csoftmax._native.available_isas()``); ``quick`` is a representative few files.
-3. ISA repeats (C backend): for each ISA available here, runs with ``CSOFTMAX_ISA=<isa>`` the
-   tests whose outcome depends on the kernel chosen at import time: every test that neither
-   picks an implementation itself (the ``impl``, ``c_impl`` and ``fallback`` fixtures switch
-   ISA explicitly, so the full run already covers them for every ISA) nor runs in a fresh
-   subprocess (those clear CSOFTMAX_* and set their own). That keeps a repeat to seconds.
+3. ISA repeats (C backend): for each ISA available here, a run with ``CSOFTMAX_ISA=<isa>``, so
+   that the import-time dispatch itself picks that kernel, of (a) every test that goes through
+   that dispatch: those that neither take an implementation (the ``impl``, ``c_impl`` and
+   ``fallback`` fixtures and conftest's ``Impl`` parameters switch ISA explicitly) nor run in a
+   fresh subprocess (which clears CSOFTMAX_* and sets its own); (b) the kernel tests of
+   REPEAT_FILES for that ISA's implementation only. A few seconds each: the full run has
+   already run every kernel test on every ISA.
 
 Prints one "N passed, N failed, N skipped" line per pytest run and a total; the exit status is
 non-zero if any check or run failed. Standard library only (plus what the suite needs).
@@ -38,6 +40,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 QUICK_FILES = ["tests/test_semantics.py", "tests/test_errors.py", "tests/test_reference.py"]
+REPEAT_FILES = {"test_semantics.py", "test_errors.py"}  # kernel tests redone per forced ISA
 PER_IMPLEMENTATION_FIXTURES = {"impl", "c_impl", "fallback"}
 ISA_SUBSET_ENV = "CSOFTMAX_WHEEL_TESTS_ISA_SUBSET"
 
@@ -58,14 +61,33 @@ def pytest_sessionstart(session):
         pytest.exit(f"CSOFTMAX_ISA={wanted} but the kernel in use is {_native.get_isa()}", 3)
 
 
+def implementations(item) -> list:
+    """The conftest `Impl` objects a test is parametrised with (directly or via a fixture)."""
+    callspec = getattr(item, "callspec", None)
+    return [v for v in callspec.params.values() if type(v).__name__ == "Impl"] if callspec else []
+
+
+def in_isa_repeat(item, isa: str) -> bool:
+    """Whether a test belongs to the ISA repeat for `isa` (see the module docstring)."""
+    if item.get_closest_marker("subprocess") is not None:
+        return False  # a fresh interpreter that clears CSOFTMAX_* and sets its own
+    chosen = implementations(item)
+    if not chosen and not PER_IMPLEMENTATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True  # goes through the dispatch made at import time
+    return (
+        Path(str(item.fspath)).name in REPEAT_FILES
+        and bool(chosen)
+        and all(impl.kind == "c" and impl.isa == isa for impl in chosen)
+    )
+
+
 def pytest_collection_modifyitems(config, items):
-    if not os.environ.get(ISA_SUBSET_ENV):
+    isa = os.environ.get("CSOFTMAX_ISA")
+    if not (os.environ.get(ISA_SUBSET_ENV) and isa):
         return
     keep, drop = [], []
     for item in items:
-        picks_its_own = PER_IMPLEMENTATION_FIXTURES & set(getattr(item, "fixturenames", ()))
-        in_subprocess = item.get_closest_marker("subprocess") is not None
-        (drop if picks_its_own or in_subprocess else keep).append(item)
+        (keep if in_isa_repeat(item, isa) else drop).append(item)
     items[:] = keep
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -159,7 +181,9 @@ def run_pytest(label: str, targets: list[str], extra_env: dict[str, str], args) 
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         command[3:3] = ["-p", "wheel_tests"]
     shown = " ".join(f"{k}={v}" for k, v in extra_env.items() if k != ISA_SUBSET_ENV)
-    print(f"\nwheel_tests: [{label}] {shown} {' '.join(command[1:])}".replace("  ", " "), flush=True)
+    print(
+        f"\nwheel_tests: [{label}] {shown} {' '.join(command[1:])}".replace("  ", " "), flush=True
+    )
     started = time.monotonic()
     returncode = subprocess.call(command, env=env)
     seconds = time.monotonic() - started

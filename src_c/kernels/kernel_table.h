@@ -45,8 +45,9 @@ typedef enum {
 
 typedef struct {
     const char *name;
-    /* One contiguous row or block: fills *partial.  With y != NULL it also
-     * stores exp(x - max) into y and fills an unmasked partial. */
+    /* One contiguous row or block: fills *partial.  With y != NULL (which may
+     * be x) it also stores exp(x - max) into y and fills an unmasked partial;
+     * when max is -inf it stores zeros and fills the masked partial instead. */
     void (*partial_f32)(const float *x, float *y, int64_t n, int precision, csm_partial *partial);
     void (*partial_f64)(const double *x, double *y, int64_t n, int precision, csm_partial *partial);
     /* y *= 1 / sum, in place (after partial with y). */

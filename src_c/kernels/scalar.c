@@ -3,6 +3,7 @@
  * against.  The kernel bodies live in scalar_body.h, instantiated here for
  * float and double. */
 #include <math.h>
+#include <stddef.h>
 
 #include "kernel_table.h"
 

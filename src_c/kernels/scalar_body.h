@@ -54,6 +54,13 @@ static void SCALAR_FN(partial)(const ELEMENT *x, ELEMENT *y, int64_t n, int prec
 {
     const int exact = precision == CSM_EXACT;
     const double row_max = SCALAR_FN(max)(x, n);
+    if (y && row_max == -INFINITY) {
+        /* only -inf (and NaN): nothing finite to store against, and y may be x */
+        SCALAR_FN(partial)(x, NULL, n, precision, partial);
+        for (int64_t i = 0; i < n; i++)
+            y[i] = 0;
+        return;
+    }
     double sum = 0.0, compensation = 0.0, maxima = 0.0;
     for (int64_t i = 0; i < n; i++) {
         double e = SCALAR_FN(exp_minus_max)(x[i], row_max, exact);

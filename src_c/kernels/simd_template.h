@@ -194,9 +194,28 @@ CSM_INLINE void fold_float_sums(vf *float_sums, vd *sums)
  * terms plus the count of maxima (tail lanes are filled with M, which counts
  * nowhere: count is n minus the non-maximal lanes). */
 CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partial *partial,
+                                 const int exact, const int store);
+
+/* Only -inf (and NaN): nothing finite to store against, and y may be x, so
+ * report the masked partial (NaN if any NaN) and store zeros. */
+static void partial_f32_without_maximum(const float *x, float *y, int64_t n, csm_partial *partial, const int exact)
+{
+    if (exact)
+        partial_f32_body(x, NULL, n, partial, 1, 0);
+    else
+        partial_f32_body(x, NULL, n, partial, 0, 0);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = 0;
+}
+
+CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partial *partial,
                                  const int exact, const int store)
 {
     const float row_max = max_f32(x, n);
+    if (store && row_max == -INFINITY) {
+        partial_f32_without_maximum(x, y, n, partial, exact);
+        return;
+    }
     const vf max_v = vf_set1(row_max);
     const vf negative_max = vf_set1(-row_max);
     vd sums[UNROLL] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
@@ -447,9 +466,28 @@ static void sum_kahan_lanes(const vd *sums, const vd *compensations, int count, 
 /* ------------------------------------------------------------------------- */
 
 CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_partial *partial,
+                                 const int exact, const int store);
+
+/* Only -inf (and NaN): nothing finite to store against, and y may be x, so
+ * report the masked partial (NaN if any NaN) and store zeros. */
+static void partial_f64_without_maximum(const double *x, double *y, int64_t n, csm_partial *partial, const int exact)
+{
+    if (exact)
+        partial_f64_body(x, NULL, n, partial, 1, 0);
+    else
+        partial_f64_body(x, NULL, n, partial, 0, 0);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = 0;
+}
+
+CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_partial *partial,
                                  const int exact, const int store)
 {
     const double row_max = max_f64(x, n);
+    if (store && row_max == -INFINITY) {
+        partial_f64_without_maximum(x, y, n, partial, exact);
+        return;
+    }
     const vd max_v = vd_set1(row_max);
     const vd negative_max = vd_set1(-row_max);
     vd sums[2] = {vd_zero(), vd_zero()};

@@ -9,6 +9,9 @@
 #if !defined(_WIN32)
 #include <pthread.h>
 #endif
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#endif
 
 #include "csoftmax.h"
 #include "dispatch.h"
@@ -18,6 +21,8 @@
  * block's max and exp-sum passes share one load from memory). */
 #define SHORT_ROW_BYTES (128 * 1024)
 #define BLOCK_BYTES (32 * 1024)
+/* Rows per work chunk are multiples of this (the widest short-row tile). */
+#define SHORT_ROW_GRANULE 32
 /* Below this many elements per thread, fork/join costs more than it saves. */
 #define MIN_ELEMENTS_PER_THREAD 32768
 
@@ -68,16 +73,35 @@ static int csm_threads_for(int64_t work, int64_t items)
     return threads < 1 ? 1 : (int)threads;
 }
 
-/* This thread's contiguous share of `total` items (all of them outside a team). */
-static void csm_thread_range(int64_t total, int64_t *begin, int64_t *end)
+/* Work is handed out in chunks from a shared counter rather than split into
+ * one fixed share per thread: when the OS parks one of our threads (another
+ * process holding its core) the others take its chunks instead of waiting
+ * for it at the join.  Which thread computes a chunk never changes its bits.
+ * Chunks are whole multiples of `granule` items (a short-row tile). */
+typedef struct {
+    int64_t next, total, chunk;
+} csm_work;
+
+static csm_work csm_work_for(int64_t total, int threads, int64_t granule)
 {
-#ifdef _OPENMP
-    const int64_t thread = omp_get_thread_num(), team = omp_get_num_threads();
+    int64_t chunk = threads > 1 ? total / ((int64_t)threads * 8) : total;
+    chunk = (chunk + granule - 1) / granule * granule;
+    csm_work work = {0, total, chunk < 1 ? 1 : chunk};
+    return work;
+}
+
+static int csm_work_take(csm_work *work, int64_t *begin, int64_t *end)
+{
+#if defined(_MSC_VER) && !defined(__clang__)
+    const int64_t start = _InterlockedExchangeAdd64((volatile __int64 *)&work->next, work->chunk);
 #else
-    const int64_t thread = 0, team = 1;
+    const int64_t start = __atomic_fetch_add(&work->next, work->chunk, __ATOMIC_RELAXED);
 #endif
-    *begin = total * thread / team;
-    *end = total * (thread + 1) / team;
+    if (start >= work->total)
+        return 0;
+    *begin = start;
+    *end = work->total - start < work->chunk ? work->total : start + work->chunk;
+    return 1;
 }
 
 /* Runs the body on a team of thread_count threads, or directly on the

@@ -119,24 +119,27 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
         free(states);
         return CSM_ERROR_NO_MEMORY;
     }
+    csm_work partial_work = csm_work_for(items, threads, 1);
+    csm_work row_work = csm_work_for(r->outer, threads, 1);
+    csm_work output_work = csm_work_for(items, threads, 1);
     CSM_PARALLEL(threads, {
         int64_t begin, end;
-        csm_thread_range(items, &begin, &end);
-        DRIVER_FN(block_partials)(r, x, y, partials, begin, end);
+        while (csm_work_take(&partial_work, &begin, &end))
+            DRIVER_FN(block_partials)(r, x, y, partials, begin, end);
         CSM_BARRIER;
         /* phase 2: combine each row's partials in block order */
-        csm_thread_range(r->outer, &begin, &end);
-        for (int64_t row = begin; row < end; row++) {
-            states[row] = csm_row_scale_from_partials(partials + row * r->blocks, r->blocks, r->operation,
-                                                      &scales[row]);
-            if (r->operation == CSM_LOGSUMEXP)
-                y[row] = (ELEMENT)csm_logsumexp_from_state(states[row], &scales[row]);
+        while (csm_work_take(&row_work, &begin, &end)) {
+            for (int64_t row = begin; row < end; row++) {
+                states[row] = csm_row_scale_from_partials(partials + row * r->blocks, r->blocks, r->operation,
+                                                          &scales[row]);
+                if (r->operation == CSM_LOGSUMEXP)
+                    y[row] = (ELEMENT)csm_logsumexp_from_state(states[row], &scales[row]);
+            }
         }
         CSM_BARRIER;
-        if (r->operation != CSM_LOGSUMEXP) {
-            csm_thread_range(items, &begin, &end);
-            DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, begin, end);
-        }
+        if (r->operation != CSM_LOGSUMEXP)
+            while (csm_work_take(&output_work, &begin, &end))
+                DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, begin, end);
     });
     free(partials);
     free(scales);
@@ -164,19 +167,21 @@ int DRIVER_FN(csm_reduce)(csm_operation operation, csm_precision precision, cons
         const int64_t tile = KERNEL_FN(r.kernels, column_tile);
         const int64_t items = outer * ((inner + tile - 1) / tile);
         const int threads = csm_threads_for(work, items);
+        csm_work tiles = csm_work_for(items, threads, 1);
         CSM_PARALLEL(threads, {
             int64_t begin, end;
-            csm_thread_range(items, &begin, &end);
-            DRIVER_FN(column_tiles)(&r, x, y, begin, end);
+            while (csm_work_take(&tiles, &begin, &end))
+                DRIVER_FN(column_tiles)(&r, x, y, begin, end);
         });
         return CSM_OK;
     }
     if (n * (int64_t)sizeof(ELEMENT) <= SHORT_ROW_BYTES) {
         const int threads = csm_threads_for(work, outer);
+        csm_work rows = csm_work_for(outer, threads, SHORT_ROW_GRANULE);
         CSM_PARALLEL(threads, {
             int64_t begin, end;
-            csm_thread_range(outer, &begin, &end);
-            DRIVER_FN(short_rows)(&r, x, y, begin, end);
+            while (csm_work_take(&rows, &begin, &end))
+                DRIVER_FN(short_rows)(&r, x, y, begin, end);
         });
         return CSM_OK;
     }

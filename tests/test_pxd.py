@@ -112,3 +112,54 @@ def test_get_include_has_the_header(pkg):
         if os.path.exists(os.path.join(package_parent(), "src_c", "csoftmax.h")):
             pytest.skip("in-place build of a checkout: header not copied to get_include()")
         pytest.fail(f"csoftmax.h not in get_include() = {d}")
+
+
+CIMPORT_USER = r"""
+# cython: language_level=3
+from csoftmax._native cimport reduce_f64
+from csoftmax.csoftmax cimport CSM_SOFTMAX, CSM_EXACT
+
+def softmax_rows(const double[:, ::1] x, double[:, ::1] y):
+    cdef int status
+    with nogil:
+        status = reduce_f64(CSM_SOFTMAX, CSM_EXACT, &x[0, 0], &y[0, 0], x.shape[0], x.shape[1], 1)
+    return status
+"""
+
+BUILD_USER = r"""
+import sys
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+setup(name="csm_user", script_args=["build_ext", "--inplace", "-q"],
+      ext_modules=cythonize([Extension("csm_user", ["csm_user.pyx"], include_dirs=[sys.argv[1]])],
+                            include_path=[sys.argv[2]], quiet=True))
+"""
+
+
+@pytest.mark.slow
+def test_other_cython_code_cimports_the_kernels(tmp_path, pkg):
+    """A separate extension cimports reduce_f64 from csoftmax._native (no
+    linking: Cython's C-API capsule) and gets the same bits as csoftmax."""
+    pytest.importorskip("Cython")
+    if pkg.show_config(mode="dicts")["backend"] != "c":
+        pytest.skip("the C extension is not built")
+    hdir = _header_dir()
+    if hdir is None or shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("needs csoftmax.h and a C compiler")
+    (tmp_path / "csm_user.pyx").write_text(CIMPORT_USER)
+    (tmp_path / "build_user.py").write_text(BUILD_USER)
+    parent = package_parent()
+    r = subprocess.run([sys.executable, "build_user.py", hdir, parent], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"building the cimporting extension failed:\n{r.stdout}\n{r.stderr[-5000:]}"
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import csm_user
+    finally:
+        sys.path.remove(str(tmp_path))
+    import numpy as np
+
+    x = np.random.default_rng(5).standard_normal((7, 33)) * 50
+    y = np.empty_like(x)
+    assert csm_user.softmax_rows(x, y) == 0
+    assert np.array_equal(y, pkg.softmax(x, axis=-1))

@@ -12,8 +12,8 @@
 # The deployment targets below must match MACOSX_DEPLOYMENT_TARGET in pyproject.toml's
 # [[tool.cibuildwheel.overrides]] (a libomp newer than the wheel fails delocate loudly).
 #
-# Installs into ~/.cache/csoftmax-libomp/<arch> (the path pyproject.toml points at; the
-# workflow caches); an existing build of the same version and target is reused.
+# Installs into ~/.cache/csoftmax-libomp/<arch>, the path pyproject.toml's overrides point the
+# build at (and the workflow caches); an existing build of the same version and target is reused.
 set -euo pipefail
 
 LLVM_VERSION=21.1.1
@@ -24,7 +24,7 @@ ROOT=$HOME/.cache/csoftmax-libomp  # pyproject.toml's macOS overrides point here
 
 deployment_target() {
     case $1 in
-        x86_64) echo 10.15 ;;  # CPython 3.14's floor; numpy 2.x / scipy need >= 10.14 anyway
+        x86_64) echo 10.15 ;;  # CPython 3.14's own floor, used for every x86-64 wheel
         arm64) echo 11.0 ;;    # the first macOS on Apple silicon
         *) echo "cibw_macos_libomp.sh: unsupported arch $1" >&2; return 1 ;;
     esac
@@ -37,8 +37,7 @@ archs=()
 for arch in ${requested//,/ }; do
     case $arch in
         native | auto | auto64) archs+=("$(uname -m)") ;;
-        universal2) archs+=(x86_64 arm64) ;;
-        all) archs+=(x86_64 arm64) ;;
+        universal2 | all) archs+=(x86_64 arm64) ;;
         *) archs+=("$arch") ;;
     esac
 done

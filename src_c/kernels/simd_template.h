@@ -31,6 +31,7 @@
  * the contract's special rows (kernel_table.h, row_scale.c). */
 
 #include <math.h>
+#include <stddef.h>
 
 #include "kernel_table.h"
 

@@ -67,9 +67,41 @@ static double_double exp_double_double(double_double difference)
     return r;
 }
 
+/* The scale from rest = sum(exp(x - M)) - 1 (a double-double). */
+static void scale_from_rest(double_double rest, int operation, csm_row_scale *scale)
+{
+    if (operation == CSM_SOFTMAX) {
+        /* 1 / (1 + rest) as a double-double: one Newton step on the residual. */
+        double_double sum = dd_add((double_double){1.0, 0.0}, rest);
+        double inverse = 1.0 / sum.hi;
+        double_double product = two_product(inverse, sum.hi);
+        double residual = ((1.0 - product.hi) - product.lo) - inverse * sum.lo;
+        scale->inverse_hi = inverse;
+        scale->inverse_lo = residual * inverse;
+        scale->log_sum = 0.0;
+    } else {
+        scale->inverse_hi = scale->inverse_lo = 0.0;
+        scale->log_sum = log1p(rest.hi + rest.lo);
+    }
+}
+
 csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
                                           int operation, csm_row_scale *scale)
 {
+    if (count == 1) { /* one row or column: no rescaling, the common case kept short */
+        const csm_partial *p = partials;
+        if (isnan(p->rest_hi) || isnan(p->max))
+            return CSM_ROW_NAN;
+        if (p->max == INFINITY)
+            return CSM_ROW_POS_INF;
+        if (p->max == -INFINITY)
+            return CSM_ROW_NEG_INF;
+        scale->max = p->max;
+        double_double rest = two_sum(p->count - 1.0, p->rest_hi); /* count - 1 is exact */
+        rest.lo += p->rest_lo;
+        scale_from_rest(rest, operation, scale);
+        return CSM_ROW_FINITE;
+    }
     double row_max = -INFINITY;
     for (int64_t b = 0; b < count; b++) {
         if (isnan(partials[b].rest_hi) || isnan(partials[b].max))
@@ -102,19 +134,7 @@ csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t c
     }
 
     scale->max = row_max;
-    if (operation == CSM_SOFTMAX) {
-        /* 1 / (1 + rest) as a double-double: one Newton step on the residual. */
-        double_double sum = dd_add((double_double){1.0, 0.0}, rest);
-        double inverse = 1.0 / sum.hi;
-        double_double product = two_product(inverse, sum.hi);
-        double residual = ((1.0 - product.hi) - product.lo) - inverse * sum.lo;
-        scale->inverse_hi = inverse;
-        scale->inverse_lo = residual * inverse;
-        scale->log_sum = 0.0;
-    } else {
-        scale->inverse_hi = scale->inverse_lo = 0.0;
-        scale->log_sum = log1p(rest.hi + rest.lo);
-    }
+    scale_from_rest(rest, operation, scale);
     return CSM_ROW_FINITE;
 }
 

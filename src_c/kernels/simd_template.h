@@ -54,6 +54,10 @@
 #define SUM_UNSCALE 0x1p-64
 #define MAGIC_BIAS_SCALED_F32 0x1.80017Ep23f /* 1.5 * 2^23 + 127 + 64 */
 #define EXP_CUTOFF_SCALED_F32 -0x1.07655Cp7f /* ln(2^-190): n + 191 stays >= 1 */
+/* Fast mode clamps instead of masking: these round to the n whose biased
+ * exponent field is 0 (n = -127, and -191 scaled), so 2^n reads as +0. */
+#define EXP_ZERO_F32 -88.0f
+#define EXP_ZERO_SCALED_F32 -132.4f
 /* exp(t) = 1 + t + t^2 q(t), q degree 4 (a degree-5 exp would add 3.4 ULP,
  * more than fast mode's "x - max rounded once" promise allows) */
 #define EXP_Q4_F32 0x1.6D110Ap-10f
@@ -70,6 +74,8 @@
 #define EXP_CUTOFF_F64 -0x1.6232BDD7ABCD2p+9 /* ln of the smallest normal double */
 #define MAGIC_BIAS_SCALED_F64 0x1.8000000000000p52 + 1087.0 /* 1023 + 64 */
 #define EXP_CUTOFF_SCALED_F64 -0x1.786100D6A6071p+9 /* ln(2^-1086): n + 1087 stays >= 1 */
+#define EXP_ZERO_F64 -708.9   /* n = -1023 */
+#define EXP_ZERO_SCALED_F64 -753.4 /* n = -1087 */
 /* exp(t) = 1 + t + t^2 q(t), q degree 9 (0.07 ULP truncation) */
 static const double EXP_Q_F64[10] = {
     0x1.AF38A9B0EC855p-26, 0x1.289185613A3D6p-22, 0x1.71DE0DAE63BB3p-19, 0x1.A019B90D2AE7Ap-16,
@@ -103,6 +109,8 @@ CSM_INLINE vf difference_f32(vf x, vf negative_max, vf *lo, const int exact)
 CSM_INLINE vf exp_f32(vf hi, vf lo, const int exact, const int scaled)
 {
     const vf magic_bias = vf_set1(scaled ? MAGIC_BIAS_SCALED_F32 : MAGIC_BIAS_F32);
+    if (!exact) /* clamp where 2^n's exponent field is 0: e = p * +0 (hi second: NaN stays) */
+        hi = vf_max(vf_set1(scaled ? EXP_ZERO_SCALED_F32 : EXP_ZERO_F32), hi);
     vf biased = vf_fma(hi, vf_set1(LOG2E_F32), magic_bias);
     vf n = vf_sub(biased, magic_bias);
     vf r = vf_fma(n, vf_set1(-LN2_HI_F32), hi); /* exact */
@@ -113,6 +121,9 @@ CSM_INLINE vf exp_f32(vf hi, vf lo, const int exact, const int scaled)
     q = vf_fma(q, t, vf_set1(EXP_Q0_F32));
     vf p = vf_add(vf_set1(1.0f), vf_fma(vf_mul(t, t), q, t));
     vf e = vf_mul(p, vf_exponent_from_biased(biased));
+    if (!exact)
+        return e;
+    /* exact: lo is NaN for x = -inf, so mask rather than clamp */
     return vf_keep(vf_not_less(hi, vf_set1(scaled ? EXP_CUTOFF_SCALED_F32 : EXP_CUTOFF_F32)), e);
 }
 
@@ -378,6 +389,8 @@ CSM_INLINE vd difference_f64(vd x, vd negative_max, vd *lo, const int exact)
 CSM_INLINE vd exp_f64(vd hi, vd lo, const int exact, const int scaled)
 {
     const vd magic_bias = vd_set1(scaled ? MAGIC_BIAS_SCALED_F64 : MAGIC_BIAS_F64);
+    if (!exact)
+        hi = vd_max(vd_set1(scaled ? EXP_ZERO_SCALED_F64 : EXP_ZERO_F64), hi);
     vd biased = vd_fma(hi, vd_set1(LOG2E_F64), magic_bias);
     vd n = vd_sub(biased, magic_bias);
     vd r = vd_fma(n, vd_set1(-LN2_HI_F64), hi); /* exact */
@@ -387,6 +400,8 @@ CSM_INLINE vd exp_f64(vd hi, vd lo, const int exact, const int scaled)
         q = vd_fma(q, t, vd_set1(EXP_Q_F64[k]));
     vd p = vd_add(vd_set1(1.0), vd_fma(vd_mul(t, t), q, t));
     vd e = vd_mul(p, vd_exponent_from_biased(biased));
+    if (!exact)
+        return e;
     return vd_keep(vd_not_less(hi, vd_set1(scaled ? EXP_CUTOFF_SCALED_F64 : EXP_CUTOFF_F64)), e);
 }
 

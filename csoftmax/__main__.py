@@ -59,9 +59,11 @@ def speed_table():
     print(f"{'case':<28}{'csoftmax':>12}{'scipy':>12}{'numpy':>12}{'vs scipy':>10}")
     for shape, dtype, axis in cases:
         x = rng.standard_normal(shape).astype(dtype)
-        ours = _median_time(lambda: csoftmax.softmax(x, axis=axis))
-        numpy_time = _median_time(lambda: _classic_numpy_softmax(x, axis))
-        scipy_time = _median_time(lambda: special.softmax(x, axis=axis)) if special else float("nan")
+        ours = _median_time(lambda x=x, axis=axis: csoftmax.softmax(x, axis=axis))
+        numpy_time = _median_time(lambda x=x, axis=axis: _classic_numpy_softmax(x, axis))
+        scipy_time = (
+            _median_time(lambda x=x, axis=axis: special.softmax(x, axis=axis)) if special else float("nan")
+        )
         label = f"{shape} {np.dtype(dtype).name} axis={axis}"
         print(
             f"{label:<28}{_format(ours):>12}{_format(scipy_time):>12}{_format(numpy_time):>12}"

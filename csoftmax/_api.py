@@ -15,7 +15,7 @@ import numpy as np
 try:
     from numpy.exceptions import AxisError
 except ImportError:  # NumPy < 1.25
-    AxisError = np.AxisError
+    AxisError = np.AxisError  # noqa: NPY201
 
 OPS = ("softmax", "log_softmax", "logsumexp")
 PRECISIONS = ("exact", "fast")

@@ -945,21 +945,37 @@ static void KERNEL(columns_f64)(const double *x, double *y, int64_t n, int64_t i
 
 #define SHORT_ROW_LIMIT 64
 
+/* destination[i * destination_stride + j] = source[j * source_stride + i] for
+ * i < columns, j < rows: 8x8 register blocks where the vocabulary has them,
+ * element by element for the edges. */
+static void transpose_f32(const float *source, int64_t source_stride, float *destination,
+                          int64_t destination_stride, int64_t rows, int64_t columns)
+{
+    int64_t full_rows = 0, full_columns = 0;
+#ifdef VF_HAS_TRANSPOSE_8X8
+    full_rows = rows / 8 * 8;
+    full_columns = columns / 8 * 8;
+    for (int64_t j = 0; j < full_rows; j += 8)
+        for (int64_t i = 0; i < full_columns; i += 8)
+            vf_transpose_8x8(source + j * source_stride + i, source_stride, destination + i * destination_stride + j,
+                             destination_stride);
+#endif
+    for (int64_t j = 0; j < rows; j++)
+        for (int64_t i = j < full_rows ? full_columns : 0; i < columns; i++)
+            destination[i * destination_stride + j] = source[j * source_stride + i];
+}
+
 static void KERNEL(rows_f32)(const float *x, float *y, int64_t rows, int64_t n, int operation, int precision)
 {
     enum { TILE = COLUMN_VECTORS * VF_LANES };
     float buffer[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
         const int64_t count = rows - first < TILE ? rows - first : TILE;
-        for (int64_t j = 0; j < count; j++)
-            for (int64_t i = 0; i < n; i++)
-                buffer[i * TILE + j] = x[(first + j) * n + i];
+        transpose_f32(x + first * n, n, buffer, TILE, count, n);
         float *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
         KERNEL(columns_f32)(buffer, destination, n, TILE, count, operation, precision);
         if (operation != CSM_LOGSUMEXP)
-            for (int64_t j = 0; j < count; j++)
-                for (int64_t i = 0; i < n; i++)
-                    y[(first + j) * n + i] = buffer[i * TILE + j];
+            transpose_f32(buffer, TILE, y + first * n, n, n, count);
     }
 }
 

@@ -88,20 +88,6 @@ static void scale_from_rest(double_double rest, int operation, csm_row_scale *sc
 csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
                                           int operation, csm_row_scale *scale)
 {
-    if (count == 1) { /* one row or column: no rescaling, the common case kept short */
-        const csm_partial *p = partials;
-        if (isnan(p->rest_hi) || isnan(p->max))
-            return CSM_ROW_NAN;
-        if (p->max == INFINITY)
-            return CSM_ROW_POS_INF;
-        if (p->max == -INFINITY)
-            return CSM_ROW_NEG_INF;
-        scale->max = p->max;
-        double_double rest = two_sum(p->count - 1.0, p->rest_hi); /* count - 1 is exact */
-        rest.lo += p->rest_lo;
-        scale_from_rest(rest, operation, scale);
-        return CSM_ROW_FINITE;
-    }
     double row_max = -INFINITY;
     for (int64_t b = 0; b < count; b++) {
         if (isnan(partials[b].rest_hi) || isnan(partials[b].max))

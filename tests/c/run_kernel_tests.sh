@@ -48,7 +48,7 @@ finish() {
 }
 trap finish EXIT
 
-# The flags of setup.py (never -march=native; no FMA contraction), -O2 for the test itself.
+# The flags of setup.py (no host-tuned -march; no FMA contraction), -O2 for the test itself.
 COMMON_FLAGS=(-ffp-contract=off -fno-math-errno -std=gnu11 -fopenmp -Wall -Wextra -Werror -Isrc_c -Itests/c)
 LIBRARY_SOURCES=(src_c/*.c src_c/kernels/*.c)
 TEST_SOURCES=(tests/c/reference.c tests/c/test_kernels.c)

@@ -257,3 +257,116 @@ def set_isa(name):
     cdef int isa = csm_isa_from_name(str(name).encode())
     if isa < 0 or csm_set_isa(isa) != CSM_OK:
         raise ValueError(f"ISA {name!r} is not available here; available: {available_isas()}")
+
+
+# =============================================================================
+# csoftmax.dask: the three steps of a reduction whose axis is cut into parts
+# (csoftmax.h, "Partials across parts").  csoftmax/_dask_partials.py is the
+# NumPy twin with the same functions; csoftmax/dask.py lays the chunks out.
+# x3: a C-contiguous (outer, n, inner) float32/float64 array.
+# =============================================================================
+
+from csoftmax.csoftmax cimport (
+    CSM_PARTIAL_DOUBLES, CSM_SCALE_DOUBLES, csm_combine_partials, csm_logsumexp_from_scales,
+    csm_normalize_f32, csm_normalize_f64, csm_partials_f32, csm_partials_f64)
+
+
+cdef inline const float *_f32_data(const float[::1] view) noexcept nogil:
+    return &view[0] if view.shape[0] else NULL
+
+
+cdef inline const double *_f64_data(const double[::1] view) noexcept nogil:
+    return &view[0] if view.shape[0] else NULL
+
+
+cdef int _check_status(int status) except -1:
+    if status != CSM_OK:
+        _raise_status(status)
+    return 0
+
+
+def chunk_partials(x3, precision):
+    """The (outer, inner, 4) float64 partial records of x3's slices."""
+    cdef int precision_code = _precision_code(precision)
+    cdef int64_t outer = x3.shape[0], n = x3.shape[1], inner = x3.shape[2]
+    partials = np.empty((outer, inner, CSM_PARTIAL_DOUBLES), np.float64)
+    cdef double[::1] records = partials.reshape(-1)
+    cdef const float[::1] x_f32
+    cdef const double[::1] x_f64
+    cdef int status
+    if records.shape[0] == 0:
+        return partials
+    if x3.dtype == np.float32:
+        x_f32 = x3.reshape(-1)
+        with nogil:
+            status = csm_partials_f32(<csm_precision> precision_code, _f32_data(x_f32), NULL, outer, n, inner,
+                                      1.0, &records[0])
+    else:
+        x_f64 = x3.reshape(-1)
+        with nogil:
+            status = csm_partials_f64(<csm_precision> precision_code, _f64_data(x_f64), NULL, outer, n, inner,
+                                      1.0, &records[0])
+    _check_status(status)
+    return partials
+
+
+def combine_partials(operation_name, partials):
+    """Scale records (slices, 5) from the C-contiguous (parts, slices, 4) partial records."""
+    cdef int operation = _OPERATION_NAMES.index(operation_name)
+    cdef int64_t parts = partials.shape[0], slices = partials.shape[1]
+    scales = np.empty((slices, CSM_SCALE_DOUBLES), np.float64)
+    cdef const double[::1] records = partials.reshape(-1)
+    cdef double[::1] scale_records = scales.reshape(-1)
+    cdef int status
+    if scale_records.shape[0] == 0:
+        return scales
+    with nogil:
+        status = csm_combine_partials(<csm_operation> operation, _f64_data(records), parts, slices, 1.0,
+                                      &scale_records[0])
+    _check_status(status)
+    return scales
+
+
+def chunk_normalize(operation_name, x3, scales, precision):
+    """softmax / log_softmax of x3 (a new array) from its slices' (outer * inner, 5) scale records."""
+    cdef int operation = _OPERATION_NAMES.index(operation_name)
+    cdef int precision_code = _precision_code(precision)
+    cdef int64_t outer = x3.shape[0], n = x3.shape[1], inner = x3.shape[2]
+    y3 = np.empty(x3.shape, x3.dtype)
+    if y3.size == 0:
+        return y3
+    cdef const double[::1] scale_records = scales.reshape(-1)
+    cdef const float[::1] x_f32
+    cdef float[::1] y_f32
+    cdef const double[::1] x_f64
+    cdef double[::1] y_f64
+    cdef int status
+    if x3.dtype == np.float32:
+        x_f32 = x3.reshape(-1)
+        y_f32 = y3.reshape(-1)
+        with nogil:
+            status = csm_normalize_f32(<csm_operation> operation, <csm_precision> precision_code, &x_f32[0], NULL,
+                                       &y_f32[0], outer, n, inner, 1.0, &scale_records[0])
+    else:
+        x_f64 = x3.reshape(-1)
+        y_f64 = y3.reshape(-1)
+        with nogil:
+            status = csm_normalize_f64(<csm_operation> operation, <csm_precision> precision_code, &x_f64[0], NULL,
+                                       &y_f64[0], outer, n, inner, 1.0, &scale_records[0])
+    _check_status(status)
+    return y3
+
+
+def logsumexp_from_scales(scales):
+    """float64 logsumexp of each slice from its (slices, 5) scale records."""
+    cdef int64_t slices = scales.shape[0]
+    values = np.empty(slices, np.float64)
+    cdef const double[::1] scale_records = scales.reshape(-1)
+    cdef double[::1] value_view = values
+    cdef int status
+    if slices == 0:
+        return values
+    with nogil:
+        status = csm_logsumexp_from_scales(&scale_records[0], slices, &value_view[0])
+    _check_status(status)
+    return values

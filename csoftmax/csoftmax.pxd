@@ -1,7 +1,7 @@
 # Declarations of the csoftmax C API (src_c/csoftmax.h) for other Cython code:
 #     from csoftmax.csoftmax cimport csm_reduce_f64, CSM_SOFTMAX, CSM_EXACT
 # Every function is nogil and never touches Python objects.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 
 cdef extern from "csoftmax.h" nogil:
@@ -44,3 +44,22 @@ cdef extern from "csoftmax.h" nogil:
     int csm_isa_available(int isa)
     int csm_get_isa()
     int csm_set_isa(int isa)
+
+    # ---- Partials across parts (csoftmax.dask); see csoftmax.h -------------
+    enum:
+        CSM_PARTIAL_DOUBLES
+        CSM_SCALE_DOUBLES
+
+    int csm_partials_f32(csm_precision precision, const float *x, const uint8_t *where, int64_t outer,
+                         int64_t n, int64_t inner, double temperature, double *partials)
+    int csm_partials_f64(csm_precision precision, const double *x, const uint8_t *where, int64_t outer,
+                         int64_t n, int64_t inner, double temperature, double *partials)
+    int csm_combine_partials(csm_operation operation, const double *partials, int64_t parts, int64_t slices,
+                             double temperature, double *scales)
+    int csm_normalize_f32(csm_operation operation, csm_precision precision, const float *x, const uint8_t *where,
+                          float *y, int64_t outer, int64_t n, int64_t inner, double temperature,
+                          const double *scales)
+    int csm_normalize_f64(csm_operation operation, csm_precision precision, const double *x, const uint8_t *where,
+                          double *y, int64_t outer, int64_t n, int64_t inner, double temperature,
+                          const double *scales)
+    int csm_logsumexp_from_scales(const double *scales, int64_t slices, double *values)

@@ -68,6 +68,45 @@ int csm_isa_available(int isa);          /* compiled in and supported by this CP
 int csm_get_isa(void);
 int csm_set_isa(int isa); /* CSM_OK, or CSM_ERROR_BAD_ARGUMENT if unavailable */
 
+/* ===================================================================== */
+/* Partials across parts (csoftmax.dask).  A reduction whose n axis is cut
+ * into parts held apart (chunks) runs in three steps, giving the in-memory
+ * functions' results within their accuracy bar and special-value rules:
+ *   1. csm_partials_*  per part: the partial of each of its outer * inner
+ *      slices (slice index outer_index * inner + inner_index);
+ *   2. csm_combine_partials: the partials of all parts of each slice,
+ *      combined exactly in part order (the in-memory long-row combine);
+ *   3. csm_normalize_* per part: its outputs from the combined scales
+ *      (softmax / log_softmax), or csm_logsumexp_from_scales.
+ * Serial (the caller runs parts in parallel); every pointer is C-contiguous.
+ * where must be NULL and temperature 1.0 until the kernels take them
+ * (else CSM_ERROR_BAD_ARGUMENT). */
+
+/* A partial record: max, count, rest_hi, rest_lo with
+ * sum(exp(x - max)) == count + rest_hi + rest_lo over the slice; max is -inf
+ * for an empty or all -inf slice, and max or rest is NaN for a slice holding
+ * NaN.  A scale record: state (0 finite, 1 NaN, 2 +inf present, 3 only -inf),
+ * max, inverse_hi + inverse_lo == 1 / sum (softmax), log_sum == log(sum)
+ * (log_softmax, logsumexp). */
+enum { CSM_PARTIAL_DOUBLES = 4, CSM_SCALE_DOUBLES = 5 };
+
+/* partials: outer * inner partial records. */
+int csm_partials_f32(csm_precision precision, const float *x, const uint8_t *where, int64_t outer, int64_t n,
+                     int64_t inner, double temperature, double *partials);
+int csm_partials_f64(csm_precision precision, const double *x, const uint8_t *where, int64_t outer, int64_t n,
+                     int64_t inner, double temperature, double *partials);
+/* partials: (parts, slices) partial records; scales: slices scale records. */
+int csm_combine_partials(csm_operation operation, const double *partials, int64_t parts, int64_t slices,
+                         double temperature, double *scales);
+/* operation: CSM_SOFTMAX or CSM_LOG_SOFTMAX; y has x's shape (y may be x);
+ * scales: the outer * inner scale records of csm_combine_partials. */
+int csm_normalize_f32(csm_operation operation, csm_precision precision, const float *x, const uint8_t *where,
+                      float *y, int64_t outer, int64_t n, int64_t inner, double temperature, const double *scales);
+int csm_normalize_f64(csm_operation operation, csm_precision precision, const double *x, const uint8_t *where,
+                      double *y, int64_t outer, int64_t n, int64_t inner, double temperature, const double *scales);
+/* values[s] = logsumexp of slice s (scales of a CSM_LOGSUMEXP combine). */
+int csm_logsumexp_from_scales(const double *scales, int64_t slices, double *values);
+
 #ifdef __cplusplus
 }
 #endif

@@ -85,30 +85,33 @@ static void scale_from_rest(double_double rest, int operation, csm_row_scale *sc
     }
 }
 
-csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
-                                          int operation, csm_row_scale *scale)
+csm_row_state csm_merge_partials(const csm_partial *partials, int64_t count, int64_t stride,
+                                 csm_partial *combined)
 {
     double row_max = -INFINITY;
     for (int64_t b = 0; b < count; b++) {
-        if (isnan(partials[b].rest_hi) || isnan(partials[b].max))
+        const csm_partial *p = &partials[b * stride];
+        if (isnan(p->rest_hi) || isnan(p->max)) {
+            *combined = (csm_partial){NAN, 0.0, NAN, 0.0};
             return CSM_ROW_NAN;
-        if (partials[b].max > row_max)
-            row_max = partials[b].max;
+        }
+        if (p->max > row_max)
+            row_max = p->max;
     }
-    if (row_max == INFINITY)
-        return CSM_ROW_POS_INF;
-    if (row_max == -INFINITY)
-        return CSM_ROW_NEG_INF;
+    if (row_max == INFINITY || row_max == -INFINITY) {
+        *combined = (csm_partial){row_max, row_max == INFINITY, 0.0, 0.0};
+        return row_max == INFINITY ? CSM_ROW_POS_INF : CSM_ROW_NEG_INF;
+    }
 
     /* rest = sum(exp(x - M)) - 1: the maxima's exact count first, so that
      * "- 1" is exact, then every block's other terms in block order. */
     double ones = -1.0;
     for (int64_t b = 0; b < count; b++)
-        if (partials[b].max == row_max)
-            ones += partials[b].count;
+        if (partials[b * stride].max == row_max)
+            ones += partials[b * stride].count;
     double_double rest = {ones, 0.0};
     for (int64_t b = 0; b < count; b++) {
-        const csm_partial *p = &partials[b];
+        const csm_partial *p = &partials[b * stride];
         double_double block_rest = {p->rest_hi, p->rest_lo};
         if (p->max == row_max) {
             rest = dd_add(rest, block_rest);
@@ -118,9 +121,20 @@ csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t c
             rest = dd_add(rest, dd_mul(block_sum, exp_double_double(difference)));
         }
     }
+    *combined = (csm_partial){row_max, 1.0, rest.hi, rest.lo};
+    return CSM_ROW_FINITE;
+}
 
-    scale->max = row_max;
-    scale_from_rest(rest, operation, scale);
+csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
+                                          int operation, csm_row_scale *scale)
+{
+    csm_partial combined;
+    csm_row_state state = csm_merge_partials(partials, count, 1, &combined);
+    if (state != CSM_ROW_FINITE)
+        return state;
+    /* count is 1 after the combine: rest is already sum - 1 */
+    scale->max = combined.max;
+    scale_from_rest((double_double){combined.rest_hi, combined.rest_lo}, operation, scale);
     return CSM_ROW_FINITE;
 }
 

@@ -80,6 +80,15 @@ typedef struct {
 csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
                                           int operation, csm_row_scale *scale);
 
+/* Combine partials partials[0], partials[stride], ... (count of them), in that
+ * order, into one partial relative to their overall maximum: row_scale.c.
+ * The result folds the maxima's count into rest (count == 1, rest == sum - 1)
+ * so that combining it again, or deriving a row scale from it, adds no
+ * rounding.  A non-finite row gives {NaN, 0, NaN, 0} (NaN), {+inf, 1, 0, 0} or
+ * {-inf, 0, 0, 0}: again a valid partial.  Returns the row's state. */
+csm_row_state csm_merge_partials(const csm_partial *partials, int64_t count, int64_t stride,
+                                 csm_partial *combined);
+
 /* The scale of one softmax block that stored exp(x - block max): the row's
  * 1/sum times exp(block max - M), as a double-double. */
 void csm_block_scale(const csm_partial *block, const csm_row_scale *row, csm_row_scale *scale);

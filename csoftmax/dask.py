@@ -1,0 +1,270 @@
+"""csoftmax on dask arrays: softmax, log_softmax and logsumexp, lazily.
+
+``pip install "csoftmax[dask]"``. The functions take the in-memory
+functions' arguments and return dask arrays; nothing runs until the caller
+computes or stores the result.
+
+* Reduced axes that each lie in one chunk: one task per chunk calls the
+  in-memory function, so results are bitwise those of the in-memory call.
+* Reduced axes that span chunks: pass 1 computes each chunk's exact
+  per-slice partials (max, count of maxima, the other terms' sum as a
+  double-double); one task per block of kept positions combines the partials
+  of all chunks along the reduced axes in chunk order, with the in-memory
+  long-row combine (src_c/row_scale.c); pass 2 computes each chunk's outputs
+  from the combined scales. Two reads of the data, no rechunking, nothing
+  materialised whole; results within the in-memory accuracy bar, with the
+  same special-value rules whichever chunk holds the NaN or infinity.
+
+The steps run in C (``csoftmax._native``) or, without the extension, in
+NumPy (``csoftmax._dask_partials``). Importing this module does not import
+dask; only building a result does.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from csoftmax import _api
+
+_INSTALL_HINT = 'csoftmax.dask needs dask: pip install "csoftmax[dask]"'
+
+# "c" or "python"; None means csoftmax's own backend (tests set it).
+_BACKEND = None
+
+
+def is_dask_array(x):
+    """True when `x` is a dask array (imports dask only for objects of dask's types)."""
+    if not type(x).__module__.startswith("dask"):
+        return False
+    import dask.array
+
+    return isinstance(x, dask.array.Array)
+
+
+def softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None, precision="exact"):
+    """csoftmax.softmax of a dask array, as a dask array (see the module doc)."""
+    return _normalized("softmax", x, axis, out, where, temperature, dtype, precision)
+
+
+def log_softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None,
+                precision="exact"):
+    """csoftmax.log_softmax of a dask array, as a dask array (see the module doc)."""
+    return _normalized("log_softmax", x, axis, out, where, temperature, dtype, precision)
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=None):
+    """csoftmax.logsumexp of a dask array, as a dask array (see the module doc)."""
+    da = _dask_array()
+    _check_options(None, where, 1.0)
+    x = _as_dask(da, a)
+    if b is not None or return_sign:
+        raise NotImplementedError(
+            "csoftmax.dask.logsumexp does not take b= or return_sign= yet; "
+            "use dask.array.map_blocks with csoftmax.logsumexp when the reduced axes lie in one chunk")
+    if x.ndim == 0:
+        x = x.reshape(1)  # scipy reads a 0-d `a` as shape (1,)
+    axes = _api.normalize_axes(axis, x.ndim)
+    result_dtype, kernel = _dtypes(x.dtype)
+    kept = [i for i in range(x.ndim) if i not in axes]
+    if _within_chunks(x, axes):
+        chunks = [(1,) if i in axes else x.chunks[i] for i in range(x.ndim)] if keepdims else None
+        return da.map_blocks(
+            _logsumexp_block, x, axes=axes, keepdims=keepdims, backend=_backend(),
+            dtype=result_dtype, meta=np.empty((0,) * (x.ndim if keepdims else len(kept)), result_dtype),
+            chunks=chunks, drop_axis=None if keepdims else axes)
+    _require_kernel(kernel, x.dtype, axes)
+    scales = _combined_scales(da, x, axes, "logsumexp", "exact")
+    values = da.map_blocks(
+        _logsumexp_from_scales, scales, result_dtype=result_dtype, backend=_backend(),
+        drop_axis=len(kept), dtype=result_dtype, meta=np.empty((0,) * len(kept), result_dtype))
+    if keepdims:
+        values = values[tuple(None if i in axes else slice(None) for i in range(x.ndim))]
+    return values
+
+
+# --- building the graphs ---------------------------------------------------
+
+def _normalized(op, x, axis, out, where, temperature, dtype, precision):
+    da = _dask_array()
+    _check_options(out, where, temperature)
+    _api._check_precision(precision)
+    x = _as_dask(da, x)
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"dtype must be a floating dtype, not {dtype}")
+        x = x.astype(dtype)
+    axes = _api.normalize_axes(axis, x.ndim)
+    result_dtype, kernel = _dtypes(x.dtype)
+    meta = np.empty((0,) * x.ndim, result_dtype)
+    if _within_chunks(x, axes):
+        return da.map_blocks(_normalized_block, x, op=op, axes=axes, precision=precision,
+                             backend=_backend(), dtype=result_dtype, meta=meta)
+    _require_kernel(kernel, x.dtype, axes)
+    scales = _combined_scales(da, x, axes, op, precision)
+    index = _index(x.ndim)
+    kept = tuple(index[i] for i in range(x.ndim) if i not in axes)
+    return da.blockwise(
+        _normalize_chunk, index, x, index, scales, kept + ("record",), concatenate=True,
+        op=op, axes=axes, precision=precision, result_dtype=result_dtype, backend=_backend(),
+        dtype=result_dtype, meta=meta)
+
+
+def _combined_scales(da, x, axes, op, precision):
+    """Pass 1 and the combine: a dask array of the kept axes plus a trailing
+    axis of 5 (the scale records of csoftmax.h)."""
+    ndim = x.ndim
+    index = _index(ndim)
+    chunks = tuple((1,) * len(x.chunks[i]) if i in axes else x.chunks[i] for i in range(ndim))
+    partials = da.map_blocks(
+        _chunk_partials, x, axes=axes, precision=precision, backend=_backend(),
+        chunks=chunks + ((4,),), new_axis=ndim, dtype=np.float64,
+        meta=np.empty((0,) * (ndim + 1), np.float64))
+    kept = tuple(index[i] for i in range(ndim) if i not in axes)
+    return da.blockwise(
+        _combine_chunks, kept + ("record",), partials, index + ("partial",),
+        new_axes={"record": 5}, concatenate=False, op=op, axes=axes, backend=_backend(),
+        dtype=np.float64, meta=np.empty((0,) * (len(kept) + 1), np.float64))
+
+
+def _index(ndim):
+    return tuple(f"axis{i}" for i in range(ndim))
+
+
+def _dask_array():
+    try:
+        import dask.array
+    except ImportError as error:
+        raise ImportError(_INSTALL_HINT) from error
+    return dask.array
+
+
+def _as_dask(da, x):
+    return x if isinstance(x, da.Array) else da.asarray(x)
+
+
+def _check_options(out, where, temperature):
+    if out is not None:
+        raise TypeError(
+            "csoftmax.dask returns a lazy dask array and cannot fill out=; "
+            "write the result with dask.array.store(result, out) instead")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise ValueError(f"temperature must be a positive finite real number, not {temperature!r}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive finite real number, not {temperature!r}")
+    if where is not None or temperature != 1.0:
+        raise NotImplementedError(
+            "csoftmax.dask does not take where= or temperature= until the kernels do")
+
+
+def _dtypes(dtype):
+    """(result dtype, whether the C/NumPy partial steps take it) for an input dtype."""
+    compute, result, route = _api.dtypes(dtype)
+    return result, route == "kernel"
+
+
+def _require_kernel(kernel, dtype, axes):
+    if not kernel:
+        raise TypeError(
+            f"csoftmax.dask reduces {dtype} arrays only within one chunk; "
+            f"rechunk so that each of the axes {axes} is a single chunk")
+
+
+def _within_chunks(x, axes):
+    return all(x.numblocks[i] == 1 for i in axes)
+
+
+def _backend():
+    if _BACKEND is not None:
+        return _BACKEND
+    import csoftmax
+
+    return csoftmax.backend
+
+
+# --- the tasks (module-level functions: they pickle by reference) ------------
+
+def _memory_functions(backend):
+    if backend == "c":
+        from csoftmax import _native
+
+        return _native
+    from csoftmax import _fallback
+
+    return _fallback
+
+
+def _steps(backend):
+    if backend == "c":
+        from csoftmax import _native
+
+        return _native
+    from csoftmax import _dask_partials
+
+    return _dask_partials
+
+
+def _normalized_block(block, op, axes, precision, backend):
+    return getattr(_memory_functions(backend), op)(block, axis=axes, precision=precision)
+
+
+def _logsumexp_block(block, axes, keepdims, backend):
+    return np.asarray(_memory_functions(backend).logsumexp(block, axis=axes, keepdims=keepdims))
+
+
+def _layout(block, axes):
+    """`block` as a C-contiguous (outer, n, inner) array in its compute dtype,
+    slices in the C order of the kept axes; and the transpose used (or None)."""
+    compute = _api.dtypes(block.dtype)[0]
+    shape = block.shape
+    if axes[-1] - axes[0] == len(axes) - 1:
+        first, last = axes[0], axes[-1]
+        x3 = np.ascontiguousarray(block, dtype=compute).reshape(
+            math.prod(shape[:first]), math.prod(shape[first:last + 1]), math.prod(shape[last + 1:]))
+        return x3, None
+    order = tuple(i for i in range(block.ndim) if i not in axes) + axes
+    x3 = np.ascontiguousarray(block.transpose(order), dtype=compute).reshape(
+        math.prod(shape[i] for i in order[:block.ndim - len(axes)]),
+        math.prod(shape[i] for i in axes), 1)
+    return x3, order
+
+
+def _chunk_partials(block, axes, precision, backend):
+    x3, _ = _layout(block, axes)
+    partials = _steps(backend).chunk_partials(x3, precision)
+    return partials.reshape(tuple(1 if i in axes else size for i, size in enumerate(block.shape)) + (4,))
+
+
+def _leaves(nested):
+    """The blocks of a blockwise(concatenate=False) argument, in chunk order."""
+    if isinstance(nested, (list, tuple)):
+        for item in nested:
+            yield from _leaves(item)
+    else:
+        yield nested
+
+
+def _combine_chunks(nested, op, axes, backend):
+    parts = list(_leaves(nested))
+    kept_shape = tuple(size for i, size in enumerate(parts[0].shape[:-1]) if i not in axes)
+    partials = np.stack([part.reshape(-1, 4) for part in parts])
+    scales = _steps(backend).combine_partials(op, partials)
+    return scales.reshape(kept_shape + (5,))
+
+
+def _normalize_chunk(block, scales, op, axes, precision, result_dtype, backend):
+    x3, order = _layout(block, axes)
+    y3 = _steps(backend).chunk_normalize(op, x3, np.ascontiguousarray(scales).reshape(-1, 5), precision)
+    if order is None:
+        y = y3.reshape(block.shape)
+    else:
+        y = y3.reshape(tuple(block.shape[i] for i in order)).transpose(np.argsort(order))
+    with np.errstate(over="ignore"):  # float16 results may overflow to inf
+        return y.astype(result_dtype, copy=False)
+
+
+def _logsumexp_from_scales(scales, result_dtype, backend):
+    values = _steps(backend).logsumexp_from_scales(np.ascontiguousarray(scales).reshape(-1, 5))
+    with np.errstate(over="ignore"):
+        return values.astype(result_dtype).reshape(scales.shape[:-1])

@@ -31,6 +31,7 @@ _INSTALL_HINT = 'csoftmax.dask needs dask: pip install "csoftmax[dask]"'
 
 # "c" or "python"; None means csoftmax's own backend (tests set it).
 _BACKEND = None
+REREAD = True
 
 
 def is_dask_array(x):
@@ -106,7 +107,7 @@ def _normalized(op, x, axis, out, where, temperature, dtype, precision):
     index = _index(x.ndim)
     kept = tuple(index[i] for i in range(x.ndim) if i not in axes)
     return da.blockwise(
-        _normalize_chunk, index, x, index, scales, kept + ("record",), concatenate=True,
+        _normalize_chunk, index, _second_read(x), index, scales, kept + ("record",), concatenate=True,
         op=op, axes=axes, precision=precision, result_dtype=result_dtype, backend=_backend(),
         dtype=result_dtype, meta=meta)
 
@@ -126,6 +127,16 @@ def _combined_scales(da, x, axes, op, precision):
         _combine_chunks, kept + ("record",), partials, index + ("partial",),
         new_axes={"record": 5}, concatenate=False, op=op, axes=axes, backend=_backend(),
         dtype=np.float64, meta=np.empty((0,) * (len(kept) + 1), np.float64))
+
+
+def _second_read(x):
+    """x for pass 2: its graph again under new keys when REREAD, so that no chunk
+    waits in memory for the combine (the source is read twice instead)."""
+    if not REREAD:
+        return x
+    from dask.graph_manipulation import clone
+
+    return clone(x)
 
 
 def _index(ndim):

@@ -17,7 +17,7 @@ chunked axes when ``--chunks`` cuts the columns too -- with
 Each result is reduced to a scalar (``.sum(dtype=float64)``, which must equal
 the number of slices), so nothing is materialised whole. Reported per run:
 wall time, input elements/s, the peak resident memory of the busiest worker
-(``ru_maxrss``; the workers are restarted before each run) and the limit.
+(``ru_maxrss``; each run gets a fresh cluster) and the limit.
 """
 
 from __future__ import annotations
@@ -64,10 +64,12 @@ def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def run(client, shape, chunks, method, axis):
+def run(cluster_options, shape, chunks, method, axis):
+    """(seconds, the scalar, peak RSS of the busiest worker, ISAs) on a fresh cluster."""
+    import distributed
+
     import csoftmax.dask
 
-    client.restart()  # fresh worker processes: ru_maxrss starts over
     x = lazy_input(shape, chunks)
     if method == "generate":
         total = x.sum(dtype=np.float64)
@@ -75,11 +77,13 @@ def run(client, shape, chunks, method, axis):
         total = csoftmax.dask.softmax(x, axis=axis).sum(dtype=np.float64)
     else:
         total = formula_softmax(x, axis).sum(dtype=np.float64)
-    start = time.perf_counter()
-    value = float(client.compute(total).result())
-    seconds = time.perf_counter() - start
-    peaks = client.run(peak_rss_bytes)
-    return seconds, value, max(peaks.values())
+    with distributed.LocalCluster(**cluster_options) as cluster, distributed.Client(cluster) as client:
+        isa = client.run(lambda: __import__("csoftmax").show_config(mode="dicts")["isa"])
+        start = time.perf_counter()
+        value = float(client.compute(total).result())
+        seconds = time.perf_counter() - start
+        peaks = client.run(peak_rss_bytes)
+    return seconds, value, max(peaks.values()), sorted(set(isa.values()))
 
 
 def parse_pair(text):
@@ -98,40 +102,31 @@ def main(argv=None):
     parser.add_argument("--axes", default="0,1")
     args = parser.parse_args(argv)
 
-    import dask
-    import distributed
-
     import csoftmax
 
     shape = args.shape
     chunks = args.chunks or (max(1, (16 << 20) // shape[1]), shape[1])
-    methods = args.methods.split(",")
     axes = [int(axis) for axis in args.axes.split(",")]
     elements = math.prod(shape)
-    chunk_mb = math.prod(chunks) * 4 / 1e6
-    with dask.config.set({"distributed.worker.daemon": False}), distributed.LocalCluster(
-        n_workers=args.workers, threads_per_worker=1, processes=True,
-        memory_limit=args.memory_limit, dashboard_address=None,
-    ) as cluster, distributed.Client(cluster) as client:
-        isa = client.run(lambda: csoftmax.show_config(mode="dicts")["isa"])
-        print(f"shape {shape} float32 ({elements * 4 / 1e9:.1f} GB), chunks {chunks} "
-              f"({chunk_mb:.0f} MB), {args.workers} workers x 1 thread, memory limit "
-              f"{args.memory_limit} per worker; csoftmax {csoftmax.__version__} "
-              f"backend {csoftmax.backend}, ISA {sorted(set(isa.values()))}")
-        print(f"{'method':<10} {'axis':>4} {'chunks along axis':>17} {'time s':>8} "
-              f"{'Gelem/s':>8} {'peak RSS/worker':>16} {'check':>14}")
-        for axis in axes:
-            for method in methods:
-                if method == "generate" and axis != axes[0]:
-                    continue
-                seconds, value, peak = run(client, shape, chunks, method, axis)
-                along = math.ceil(shape[axis] / chunks[axis])
-                expected = elements / shape[axis] if method != "generate" else float("nan")
-                check = "ok" if method == "generate" or abs(value - expected) <= 1e-3 * expected \
-                    else f"WRONG {value:.6g}"
-                print(f"{method:<10} {axis if method != 'generate' else '-':>4} {along:>17} "
-                      f"{seconds:>8.1f} {elements / seconds / 1e9:>8.2f} "
-                      f"{peak / 2**30:>12.2f} GiB {check:>14}", flush=True)
+    cluster_options = dict(n_workers=args.workers, threads_per_worker=1, processes=True,
+                           memory_limit=args.memory_limit, dashboard_address=None)
+    print(f"shape {shape} float32 ({elements * 4 / 1e9:.1f} GB), chunks {chunks} "
+          f"({math.prod(chunks) * 4 / 1e6:.0f} MB), {args.workers} workers x 1 thread, memory "
+          f"limit {args.memory_limit} per worker; csoftmax {csoftmax.__version__}, "
+          f"backend {csoftmax.backend}")
+    print(f"{'method':<10} {'axis':>4} {'chunks along axis':>17} {'time s':>8} "
+          f"{'Gelem/s':>8} {'peak RSS/worker':>16} {'check':>6}  ISA")
+    for axis in axes:
+        for method in args.methods.split(","):
+            if method == "generate" and axis != axes[0]:
+                continue
+            seconds, value, peak, isa = run(cluster_options, shape, chunks, method, axis)
+            expected = elements / shape[axis]
+            correct = method == "generate" or abs(value - expected) <= 1e-3 * expected
+            print(f"{method:<10} {axis if method != 'generate' else '-':>4} "
+                  f"{math.ceil(shape[axis] / chunks[axis]):>17} {seconds:>8.1f} "
+                  f"{elements / seconds / 1e9:>8.2f} {peak / 2**30:>12.2f} GiB "
+                  f"{'ok' if correct else 'WRONG':>6}  {','.join(isa)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
     python -m bench.dask_softmax                          # (200_000, 32_000) float32, ~25.6 GB
     python -m bench.dask_softmax --shape 20000,8000       # a quick run
 
-A float32 array is generated lazily, chunk by chunk, by a cheap deterministic
-hash of the element indices (so that generating it does not dominate), on a
+A float32 array is generated lazily, chunk by chunk, as the sum of a hashed
+row term and a hashed column term (one write per element, so that generating
+it does not dominate; values in [-8, 8)), on a
 ``distributed.LocalCluster`` of ``--workers`` single-threaded worker processes
 with ``--memory-limit`` each. Softmax runs along the chunked axis 0 and the
 unchunked axis 1 (the default chunks span all columns) -- or along both
@@ -30,20 +31,22 @@ import time
 import numpy as np
 
 
-def generate_block(block_info=None):
-    """The block of x at block_info's location: uniform-looking values in [-8, 8)."""
-    info = block_info[None]
-    (row_start, row_stop), (column_start, column_stop) = info["array-location"]
-    rows = np.arange(row_start, row_stop, dtype=np.uint32)[:, None] * np.uint32(2654435761)
-    columns = np.arange(column_start, column_stop, dtype=np.uint32)[None, :] * np.uint32(40503)
-    hashed = rows ^ columns
+def _hashed(start, stop, multiplier):
+    """Uniform-looking float32 values in [-4, 4) from the indices start..stop-1."""
+    hashed = np.arange(start, stop, dtype=np.uint32) * np.uint32(multiplier)
     hashed ^= hashed >> np.uint32(15)
     hashed *= np.uint32(2246822519)
     hashed >>= np.uint32(16)
-    values = hashed.astype(np.float32)
-    values *= np.float32(16 / 65536)
-    values -= np.float32(8)
-    return values
+    return hashed.astype(np.float32) * np.float32(8 / 65536) - np.float32(4)
+
+
+def generate_block(block_info=None):
+    """The block of x at block_info's location: x[i, j] = row_term(i) + column_term(j),
+    one write per element, so that generating x costs about what reading it would."""
+    (row_start, row_stop), (column_start, column_stop) = block_info[None]["array-location"]
+    rows = _hashed(row_start, row_stop, 2654435761)
+    columns = _hashed(column_start, column_stop, 40503)
+    return np.add(rows[:, None], columns[None, :])
 
 
 def lazy_input(shape, chunks):

@@ -147,13 +147,16 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
     return CSM_OK;
 }
 
-int DRIVER_FN(csm_reduce)(csm_operation operation, csm_precision precision, const ELEMENT *x, ELEMENT *y,
-                          int64_t outer, int64_t n, int64_t inner)
+int DRIVER_FN(csm_reduce_options)(csm_operation operation, csm_precision precision, const ELEMENT *x, ELEMENT *y,
+                                  int64_t outer, int64_t n, int64_t inner, const csm_options *options)
 {
     if (outer < 0 || n < 0 || inner < 0 || (operation != CSM_SOFTMAX && operation != CSM_LOG_SOFTMAX &&
                                            operation != CSM_LOGSUMEXP) ||
-        (precision != CSM_EXACT && precision != CSM_FAST))
+        (precision != CSM_EXACT && precision != CSM_FAST) || !options || !(options->temperature > 0.0) ||
+        options->temperature == INFINITY || (operation == CSM_LOGSUMEXP && options->temperature != 1.0))
         return CSM_ERROR_BAD_ARGUMENT;
+    if (options->where || options->temperature != 1.0)
+        return CSM_ERROR_BAD_ARGUMENT; /* not yet: the masked / tempered kernels */
     if (outer == 0 || inner == 0)
         return CSM_OK;
     if (n == 0) {
@@ -161,12 +164,13 @@ int DRIVER_FN(csm_reduce)(csm_operation operation, csm_precision precision, cons
             DRIVER_FN(fill)(y, outer * inner, (ELEMENT)-INFINITY);
         return CSM_OK;
     }
+    const int max_threads = options->max_threads;
     csm_reduction r = {csm_current_kernels(), operation, precision, outer, n, inner, 0};
     const int64_t work = outer * n * inner;
     if (inner > 1) {
         const int64_t tile = KERNEL_FN(r.kernels, column_tile);
         const int64_t items = outer * ((inner + tile - 1) / tile);
-        const int threads = csm_threads_for(work, items);
+        const int threads = csm_threads_for(work, items, max_threads);
         csm_work tiles = csm_work_for(items, threads, 1);
         CSM_PARALLEL(threads, {
             int64_t begin, end;
@@ -176,7 +180,7 @@ int DRIVER_FN(csm_reduce)(csm_operation operation, csm_precision precision, cons
         return CSM_OK;
     }
     if (n * (int64_t)sizeof(ELEMENT) <= SHORT_ROW_BYTES) {
-        const int threads = csm_threads_for(work, outer);
+        const int threads = csm_threads_for(work, outer, max_threads);
         csm_work rows = csm_work_for(outer, threads, SHORT_ROW_GRANULE);
         CSM_PARALLEL(threads, {
             int64_t begin, end;
@@ -187,7 +191,14 @@ int DRIVER_FN(csm_reduce)(csm_operation operation, csm_precision precision, cons
     }
     const int64_t block = BLOCK_BYTES / (int64_t)sizeof(ELEMENT);
     r.blocks = (n + block - 1) / block;
-    return DRIVER_FN(long_rows)(&r, x, y, csm_threads_for(work, outer * r.blocks));
+    return DRIVER_FN(long_rows)(&r, x, y, csm_threads_for(work, outer * r.blocks, max_threads));
+}
+
+int DRIVER_FN(csm_reduce)(csm_operation operation, csm_precision precision, const ELEMENT *x, ELEMENT *y,
+                          int64_t outer, int64_t n, int64_t inner)
+{
+    const csm_options options = CSM_DEFAULT_OPTIONS;
+    return DRIVER_FN(csm_reduce_options)(operation, precision, x, y, outer, n, inner, &options);
 }
 
 #undef DRIVER_FN

@@ -321,9 +321,9 @@ static void call_partial(const csm_kernel_table *k, test_dtype dtype, const void
                          csm_partial *partial)
 {
     if (dtype == DTYPE_F32)
-        k->partial_f32(x, y, n, precision, partial);
+        k->partial_f32(x, NULL, y, n, precision, NULL, partial);
     else
-        k->partial_f64(x, y, n, precision, partial);
+        k->partial_f64(x, NULL, y, n, precision, NULL, partial);
 }
 
 static void call_scale(const csm_kernel_table *k, test_dtype dtype, void *y, int64_t n, int precision,
@@ -339,18 +339,18 @@ static void call_finish(const csm_kernel_table *k, test_dtype dtype, const void 
                         int precision, const csm_row_scale *scale)
 {
     if (dtype == DTYPE_F32)
-        k->finish_f32(x, y, n, operation, precision, scale);
+        k->finish_f32(x, NULL, y, n, operation, precision, NULL, scale);
     else
-        k->finish_f64(x, y, n, operation, precision, scale);
+        k->finish_f64(x, NULL, y, n, operation, precision, NULL, scale);
 }
 
 static void call_columns(const csm_kernel_table *k, test_dtype dtype, const void *x, void *y, int64_t n, int64_t inner,
                          int64_t columns, int operation, int precision)
 {
     if (dtype == DTYPE_F32)
-        k->columns_f32(x, y, n, inner, columns, operation, precision);
+        k->columns_f32(x, NULL, y, n, inner, columns, operation, precision, NULL);
     else
-        k->columns_f64(x, y, n, inner, columns, operation, precision);
+        k->columns_f64(x, NULL, y, n, inner, columns, operation, precision, NULL);
 }
 
 static int has_rows(const csm_kernel_table *k, test_dtype dtype)
@@ -362,9 +362,9 @@ static void call_rows(const csm_kernel_table *k, test_dtype dtype, const void *x
                       int operation, int precision)
 {
     if (dtype == DTYPE_F32)
-        k->rows_f32(x, y, rows, n, operation, precision);
+        k->rows_f32(x, NULL, y, rows, n, operation, precision, NULL);
     else
-        k->rows_f64(x, y, rows, n, operation, precision);
+        k->rows_f64(x, NULL, y, rows, n, operation, precision, NULL);
 }
 
 static int64_t column_tile(const csm_kernel_table *k, test_dtype dtype)
@@ -584,14 +584,14 @@ static const scalar_result *scalar_of(test_row *row, int precision)
     csm_partial masked, stored;
     csm_row_scale log_scale, softmax_scale, store_scale;
     call_partial(k, dtype, x, NULL, n, precision, &masked);
-    s->partial_state = csm_row_scale_from_partials(&masked, 1, CSM_LOG_SOFTMAX, &log_scale);
-    csm_row_scale_from_partials(&masked, 1, CSM_SOFTMAX, &softmax_scale);
+    s->partial_state = csm_row_scale_from_partials(&masked, 1, CSM_LOG_SOFTMAX, NULL, &log_scale);
+    csm_row_scale_from_partials(&masked, 1, CSM_SOFTMAX, NULL, &softmax_scale);
     s->rest = partial_rest(&masked);
     const double logsumexp = csm_logsumexp_from_state(s->partial_state, &log_scale);
     s->logsumexp = dtype == DTYPE_F32 ? (float)logsumexp : logsumexp;
 
     call_partial(k, dtype, x, y, n, precision, &stored);
-    s->store_state = csm_row_scale_from_partials(&stored, 1, CSM_SOFTMAX, &store_scale);
+    s->store_state = csm_row_scale_from_partials(&stored, 1, CSM_SOFTMAX, NULL, &store_scale);
     s->store_rest = partial_rest(&stored);
     for (int64_t i = 0; i < n; i++)
         s->exp_term[i] = get(y, i, dtype);
@@ -672,8 +672,8 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
     csm_row_scale log_scale, softmax_scale;
     check_begin(&c, isa, ENTRY_PARTIAL, dtype, precision, "n=%lld %s", (long long)n, pattern);
     call_partial(k, dtype, x, NULL, n, precision, &masked);
-    const csm_row_state state = csm_row_scale_from_partials(&masked, 1, CSM_LOG_SOFTMAX, &log_scale);
-    csm_row_scale_from_partials(&masked, 1, CSM_SOFTMAX, &softmax_scale);
+    const csm_row_state state = csm_row_scale_from_partials(&masked, 1, CSM_LOG_SOFTMAX, NULL, &log_scale);
+    csm_row_scale_from_partials(&masked, 1, CSM_SOFTMAX, NULL, &softmax_scale);
     check_condition(&c, state == r->state && state == s->partial_state, "state %s, reference %s, scalar %s",
                     state_name(state), state_name(r->state), state_name(s->partial_state));
     if (state == CSM_ROW_FINITE && r->state == CSM_ROW_FINITE) {
@@ -703,7 +703,7 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
         set(y, i, dtype, SENTINEL);
     check_begin(&c, isa, ENTRY_PARTIAL_STORE, dtype, precision, "n=%lld %s", (long long)n, pattern);
     call_partial(k, dtype, x, y, n, precision, &stored);
-    const csm_row_state store_state = csm_row_scale_from_partials(&stored, 1, CSM_SOFTMAX, &store_scale);
+    const csm_row_state store_state = csm_row_scale_from_partials(&stored, 1, CSM_SOFTMAX, NULL, &store_scale);
     check_condition(&c, sentinel_intact(y, dtype), "wrote before y");
     check_condition(
         &c, (store_state == CSM_ROW_FINITE) == (r->state == CSM_ROW_FINITE) && store_state == s->store_state,

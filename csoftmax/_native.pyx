@@ -27,6 +27,9 @@ cdef enum:
     MAX_FAST_DIMS = 32
 
 cdef object _OPERATION_NAMES = ("softmax", "log_softmax", "logsumexp")
+# The kernels scale by 1/T in the element dtype; beyond these bounds 1/T or its
+# products leave float32's range, so such (rare) temperatures run in NumPy.
+cdef object _KERNEL_TEMPERATURES = (2.0 ** -60, 2.0 ** 60)
 
 
 def _initialise():
@@ -254,9 +257,9 @@ cdef object _reduce(int operation, object x, object axis, object out, object pre
     name = _OPERATION_NAMES[operation]
     plan = _api.plan(name, x, axis, out, precision, keepdims=keepdims, where=where,
                      temperature=temperature, dtype=dtype)
-    if plan.route == "kernel":
+    if plan.route == "kernel" and _KERNEL_TEMPERATURES[0] <= plan.temperature <= _KERNEL_TEMPERATURES[1]:
         _compute3(name, plan.x3, plan.y3, plan.precision, plan.w3, plan.temperature)
-    elif plan.route == "numpy":
+    elif plan.route != "done":
         _fallback.compute3(name, plan.x3, plan.y3, plan.precision, plan.w3, plan.temperature)
     return plan.finish()
 

@@ -40,6 +40,8 @@ static double SCALAR_FN(difference)(ELEMENT x, double row_max, int exact, const 
         *lo = error + hi * temperature->inverse_lo + *lo * inverse;
         return p;
     }
+    if (temperature && isinf(hi) && !isinf((double)x)) /* x - M overflowed; (x - M) / T may not */
+        return (double)x * temperature->inverse_hi - row_max * temperature->inverse_hi;
     if (temperature)
         hi *= temperature->inverse_hi;
     return hi;

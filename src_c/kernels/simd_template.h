@@ -198,7 +198,10 @@ CSM_INLINE vf difference_f32(vf x, vf negative_max, vf *lo, const int exact, con
     vf product = vf_mul(hi, inverse.hi);
     vf error = vf_fma(hi, inverse.hi, vf_sub(vf_set1(0.0f), product)); /* exact */
     *lo = vf_add(error, vf_fma(hi, inverse.lo, vf_mul(*lo, inverse.hi)));
-    return product;
+    /* A spread beyond the float range: x - M overflowed, (x - M) / T may not. */
+    vf_mask finite = vf_not_equal(hi, vf_set1(-INFINITY));
+    *lo = vf_keep(finite, *lo);
+    return vf_select(finite, product, vf_fma(x, inverse.hi, vf_mul(negative_max, inverse.hi)));
 }
 
 /* exp(hi + lo) for hi <= 0; 0 below the normal range; NaN stays NaN.
@@ -489,7 +492,10 @@ CSM_INLINE vd difference_f64(vd x, vd negative_max, vd *lo, const int exact, con
     vd product = vd_mul(hi, inverse.hi);
     vd error = vd_fma(hi, inverse.hi, vd_sub(vd_zero(), product)); /* exact */
     *lo = vd_add(error, vd_fma(hi, inverse.lo, vd_mul(*lo, inverse.hi)));
-    return product;
+    /* A spread beyond the double range: x - M overflowed, (x - M) / T may not. */
+    vd_mask finite = vd_not_equal(hi, vd_set1(-INFINITY));
+    *lo = vd_keep(finite, *lo);
+    return vd_select(finite, product, vd_fma(x, inverse.hi, vd_mul(negative_max, inverse.hi)));
 }
 
 CSM_INLINE vd exp_f64(vd hi, vd lo, const int exact, const int scaled)

@@ -46,16 +46,22 @@ log_softmax = _backend.log_softmax
 logsumexp = _backend.logsumexp
 get_num_threads = _backend.get_num_threads
 set_num_threads = _backend.set_num_threads
+softmax_backward = _backend.softmax_backward
+log_softmax_backward = _backend.log_softmax_backward
 
 from csoftmax._config import get_include, show_config  # noqa: E402
+from csoftmax._jacobian import softmax_jacobian  # noqa: E402
 
 __all__ = [
     "__version__",
     "get_include",
     "get_num_threads",
     "log_softmax",
+    "log_softmax_backward",
     "logsumexp",
     "set_num_threads",
     "show_config",
     "softmax",
+    "softmax_backward",
+    "softmax_jacobian",
 ]

@@ -22,8 +22,9 @@ SCALE_DOUBLES = 5  # state, max, inverse_hi, inverse_lo, log_sum
 FINITE, NAN, POS_INF, NEG_INF = 0, 1, 2, 3  # csm_row_state
 
 
-def chunk_partials(x3, precision):
-    """The (outer, inner, 4) float64 partial records of x3's slices."""
+def chunk_partials(x3, precision, w3=None, temperature=1.0):
+    """The (outer, inner, 4) float64 partial records of x3's slices (of
+    ``x3 / temperature`` over the entries where `w3`, bools like x3, is True)."""
     outer, n, inner = x3.shape
     partials = np.empty((outer, inner, PARTIAL_DOUBLES))
     if n == 0:
@@ -32,10 +33,14 @@ def chunk_partials(x3, precision):
     exact = precision == "exact"
     widen = exact and x3.dtype.itemsize <= 4
     with np.errstate(all="ignore"):
+        if w3 is not None:
+            x3 = np.where(w3, x3, -np.inf)  # excluded entries are out of every max and sum
         work = x3.astype(np.float64) if widen else x3
         maximum = work.max(axis=1, keepdims=True)  # NaN when the slice holds one
         hi, lo = _fallback._shift(work, maximum, correct=exact and not widen)
         is_max = work == maximum
+        if temperature != 1.0:
+            hi, lo = _fallback._divide(hi, lo, temperature, work, maximum)
         e = np.exp(hi)
         others = np.where(is_max, 0, e).astype(np.float64, copy=False)
         if exact and not widen:
@@ -87,6 +92,19 @@ def _dd_mul(a, b):
     return _two_sum(hi, lo + (a[0] * b[1] + a[1] * b[0]))
 
 
+def _scaled_difference(block_max, row_max, temperature):
+    """(block_max - row_max) / temperature as a double-double, as row_scale.c."""
+    difference = _two_sum(block_max, -row_max)
+    if temperature == 1.0:
+        return difference
+    inverse = 1.0 / temperature
+    product, error = _two_product(np.float64(inverse), np.float64(temperature))
+    inverse = (inverse, ((1.0 - product) - error) / temperature)  # 1 - p is exact (Sterbenz)
+    hi, lo = _dd_mul(difference, inverse)
+    far = difference[0] * inverse[0] < -(2.0 ** 20)  # exp gives 0 there, as row_scale.c
+    return np.where(far, -np.inf, hi), np.where(far, 0.0, lo)
+
+
 def _exp_double_double(hi, lo):
     if _fallback.LONGDOUBLE_IS_WIDER:
         e = np.exp(hi.astype(np.longdouble) + lo.astype(np.longdouble))
@@ -96,7 +114,7 @@ def _exp_double_double(hi, lo):
     return e, e * lo
 
 
-def combine_partials(operation_name, partials):
+def combine_partials(operation_name, partials, temperature=1.0):
     """Scale records (slices, 5) from the C-contiguous (parts, slices, 4) partial records."""
     parts, slices = partials.shape[:2]
     scales = np.zeros((slices, SCALE_DOUBLES))
@@ -116,7 +134,7 @@ def combine_partials(operation_name, partials):
             at_max = part[:, 0] == row_max
             other = ~at_max & (part[:, 0] != -np.inf) & finite
             block_sum = _dd_add(block_rest, (part[:, 1], 0.0))
-            factor = _exp_double_double(*_two_sum(part[:, 0], -row_max))
+            factor = _exp_double_double(*_scaled_difference(part[:, 0], row_max, temperature))
             scaled = _dd_mul(block_sum, factor)
             term_hi = np.where(at_max, block_rest[0], np.where(other, scaled[0], 0.0))
             term_lo = np.where(at_max, block_rest[1], np.where(other, scaled[1], 0.0))
@@ -135,11 +153,18 @@ def combine_partials(operation_name, partials):
     return scales
 
 
-def chunk_normalize(operation_name, x3, scales, precision):
-    """softmax / log_softmax of x3 (a new array) from its slices' (outer * inner, 5) scale records."""
+def chunk_normalize(operation_name, x3, scales, precision, w3=None, temperature=1.0):
+    """softmax / log_softmax of ``x3 / temperature`` (a new array) from its slices'
+    (outer * inner, 5) scale records; 0 / -inf where `w3` is False."""
     outer, n, inner = x3.shape
     if x3.size == 0:
         return np.empty(x3.shape, x3.dtype)
+    if w3 is not None:
+        with np.errstate(invalid="ignore"):
+            y = chunk_normalize(operation_name, np.where(w3, x3, -np.inf), scales, precision,
+                                temperature=temperature)
+        np.copyto(y, 0 if operation_name == "softmax" else -np.inf, where=~w3)
+        return y
     records = scales.reshape(outer, 1, inner, SCALE_DOUBLES)
     state, row_max = records[..., 0], records[..., 1]
     exact = precision == "exact"
@@ -152,6 +177,8 @@ def chunk_normalize(operation_name, x3, scales, precision):
             hi, lo = (x3 - shift.astype(x3.dtype)).astype(np.float64), None
         else:
             hi, lo = _fallback._shift(work, shift, correct=exact and not widen)
+        if temperature != 1.0:
+            hi, lo = _fallback._divide(hi, lo, temperature, work, shift)
         if operation_name == "softmax":
             e = np.exp(hi)
             if lo is not None:

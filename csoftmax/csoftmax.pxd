@@ -34,6 +34,25 @@ cdef extern from "csoftmax.h" nogil:
     int csm_reduce_f64(csm_operation operation, csm_precision precision, const double *x, double *y,
                        int64_t outer, int64_t n, int64_t inner)
 
+    ctypedef struct csm_options:
+        const uint8_t *where
+        double temperature
+        int max_threads
+
+    int csm_reduce_options_f32(csm_operation operation, csm_precision precision, const float *x,
+                               float *y, int64_t outer, int64_t n, int64_t inner,
+                               const csm_options *options)
+    int csm_reduce_options_f64(csm_operation operation, csm_precision precision, const double *x,
+                               double *y, int64_t outer, int64_t n, int64_t inner,
+                               const csm_options *options)
+
+    int csm_backward_f32(csm_operation operation, const float *grad, const float *s,
+                         const uint8_t *where, float *out, int64_t outer, int64_t n, int64_t inner,
+                         int max_threads)
+    int csm_backward_f64(csm_operation operation, const double *grad, const double *s,
+                         const uint8_t *where, double *out, int64_t outer, int64_t n, int64_t inner,
+                         int max_threads)
+
     int csm_get_num_threads()
     void csm_set_num_threads(int n)
     int csm_openmp_enabled()

@@ -21,7 +21,6 @@ dask; only building a result does.
 """
 
 import math
-import numbers
 
 import numpy as np
 
@@ -57,27 +56,29 @@ def log_softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=No
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=None):
     """csoftmax.logsumexp of a dask array, as a dask array (see the module doc)."""
     da = _dask_array()
-    _check_options(None, where, 1.0)
     x = _as_dask(da, a)
     if b is not None or return_sign:
         raise NotImplementedError(
-            "csoftmax.dask.logsumexp does not take b= or return_sign= yet; "
-            "use dask.array.map_blocks with csoftmax.logsumexp when the reduced axes lie in one chunk")
+            "csoftmax.dask.logsumexp does not take b= or return_sign= yet; use "
+            "dask.array.map_blocks with csoftmax.logsumexp when the reduced axes lie in one chunk")
     if x.ndim == 0:
         x = x.reshape(1)  # scipy reads a 0-d `a` as shape (1,)
     axes = _api.normalize_axes(axis, x.ndim)
     result_dtype, kernel = _dtypes(x.dtype)
+    mask = _where_array(da, where, x)
+    operands = (x,) if mask is None else (x, mask)
     kept = [i for i in range(x.ndim) if i not in axes]
+    backend = _backend(1.0)
     if _within_chunks(x, axes):
         chunks = [(1,) if i in axes else x.chunks[i] for i in range(x.ndim)] if keepdims else None
         return da.map_blocks(
-            _logsumexp_block, x, axes=axes, keepdims=keepdims, backend=_backend(),
+            _logsumexp_block, *operands, axes=axes, keepdims=keepdims, backend=backend,
             dtype=result_dtype, meta=np.empty((0,) * (x.ndim if keepdims else len(kept)), result_dtype),
             chunks=chunks, drop_axis=None if keepdims else axes)
     _require_kernel(kernel, x.dtype, axes)
-    scales = _combined_scales(da, x, axes, "logsumexp", "exact")
+    scales = _combined_scales(da, operands, axes, "logsumexp", "exact", 1.0, backend)
     values = da.map_blocks(
-        _logsumexp_from_scales, scales, result_dtype=result_dtype, backend=_backend(),
+        _logsumexp_from_scales, scales, result_dtype=result_dtype, backend=backend,
         drop_axis=len(kept), dtype=result_dtype, meta=np.empty((0,) * len(kept), result_dtype))
     if keepdims:
         values = values[tuple(None if i in axes else slice(None) for i in range(x.ndim))]
@@ -88,7 +89,11 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=
 
 def _normalized(op, x, axis, out, where, temperature, dtype, precision):
     da = _dask_array()
-    _check_options(out, where, temperature)
+    if out is not None:
+        raise TypeError(
+            "csoftmax.dask returns a lazy dask array and cannot fill out=; "
+            "write the result with dask.array.store(result, out) instead")
+    temperature = _api.check_temperature(temperature)
     _api._check_precision(precision)
     x = _as_dask(da, x)
     if dtype is not None:
@@ -98,45 +103,55 @@ def _normalized(op, x, axis, out, where, temperature, dtype, precision):
         x = x.astype(dtype)
     axes = _api.normalize_axes(axis, x.ndim)
     result_dtype, kernel = _dtypes(x.dtype)
+    mask = _where_array(da, where, x)
+    operands = (x,) if mask is None else (x, mask)
+    backend = _backend(temperature)
     meta = np.empty((0,) * x.ndim, result_dtype)
     if _within_chunks(x, axes):
-        return da.map_blocks(_normalized_block, x, op=op, axes=axes, precision=precision,
-                             backend=_backend(), dtype=result_dtype, meta=meta)
+        return da.map_blocks(_normalized_block, *operands, op=op, axes=axes, precision=precision,
+                             temperature=temperature, backend=backend, dtype=result_dtype, meta=meta)
     _require_kernel(kernel, x.dtype, axes)
-    scales = _combined_scales(da, x, axes, op, precision)
+    scales = _combined_scales(da, operands, axes, op, precision, temperature, backend)
     index = _index(x.ndim)
     kept = tuple(index[i] for i in range(x.ndim) if i not in axes)
+    again = _second_read(*operands)
+    arguments = [again[0], index, scales, kept + ("record",)]
+    if mask is not None:
+        arguments += [again[1], index]
     return da.blockwise(
-        _normalize_chunk, index, _second_read(x), index, scales, kept + ("record",), concatenate=True,
-        op=op, axes=axes, precision=precision, result_dtype=result_dtype, backend=_backend(),
-        dtype=result_dtype, meta=meta)
+        _normalize_chunk, index, *arguments, concatenate=True,
+        op=op, axes=axes, precision=precision, temperature=temperature, result_dtype=result_dtype,
+        backend=backend, dtype=result_dtype, meta=meta)
 
 
-def _combined_scales(da, x, axes, op, precision):
+def _combined_scales(da, operands, axes, op, precision, temperature, backend):
     """Pass 1 and the combine: a dask array of the kept axes plus a trailing
     axis of 5 (the scale records of csoftmax.h)."""
+    x = operands[0]
     ndim = x.ndim
     index = _index(ndim)
     chunks = tuple((1,) * len(x.chunks[i]) if i in axes else x.chunks[i] for i in range(ndim))
     partials = da.map_blocks(
-        _chunk_partials, x, axes=axes, precision=precision, backend=_backend(),
-        chunks=chunks + ((4,),), new_axis=ndim, dtype=np.float64,
+        _chunk_partials, *operands, axes=axes, precision=precision, temperature=temperature,
+        backend=backend, chunks=chunks + ((4,),), new_axis=ndim, dtype=np.float64,
         meta=np.empty((0,) * (ndim + 1), np.float64))
     kept = tuple(index[i] for i in range(ndim) if i not in axes)
     return da.blockwise(
         _combine_chunks, kept + ("record",), partials, index + ("partial",),
-        new_axes={"record": 5}, concatenate=False, op=op, axes=axes, backend=_backend(),
-        dtype=np.float64, meta=np.empty((0,) * (len(kept) + 1), np.float64))
+        new_axes={"record": 5}, concatenate=False, op=op, axes=axes, temperature=temperature,
+        backend=backend, dtype=np.float64, meta=np.empty((0,) * (len(kept) + 1), np.float64))
 
 
-def _second_read(x):
-    """x for pass 2: its graph again under new keys when REREAD, so that no chunk
-    waits in memory for the combine (the source is read twice instead)."""
+def _second_read(*arrays):
+    """The arrays for pass 2: their graphs again under new keys (cloned together,
+    so a shared source is read once more, not once per array), so that no chunk
+    waits in memory for the combine.  REREAD = False keeps the first read."""
     if not REREAD:
-        return x
+        return arrays
     from dask.graph_manipulation import clone
 
-    return clone(x)
+    cloned = clone(*arrays)
+    return cloned if len(arrays) > 1 else (cloned,)
 
 
 def _index(ndim):
@@ -155,18 +170,20 @@ def _as_dask(da, x):
     return x if isinstance(x, da.Array) else da.asarray(x)
 
 
-def _check_options(out, where, temperature):
-    if out is not None:
-        raise TypeError(
-            "csoftmax.dask returns a lazy dask array and cannot fill out=; "
-            "write the result with dask.array.store(result, out) instead")
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise ValueError(f"temperature must be a positive finite real number, not {temperature!r}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive finite real number, not {temperature!r}")
-    if where is not None or temperature != 1.0:
-        raise NotImplementedError(
-            "csoftmax.dask does not take where= or temperature= until the kernels do")
+def _where_array(da, where, x):
+    """`where` as a bool dask array of x's shape and chunks (None stays None)."""
+    if where is None:
+        return None
+    mask = where if isinstance(where, da.Array) else np.asarray(where)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"where must be an array of booleans, not of dtype {mask.dtype}")
+    try:
+        mask = da.broadcast_to(mask, x.shape)
+    except ValueError:
+        raise ValueError(
+            f"where of shape {mask.shape} cannot be broadcast to the input's shape {x.shape}"
+        ) from None
+    return mask.rechunk(x.chunks)  # a mask, not the data: a no-op when chunked alike
 
 
 def _dtypes(dtype):
@@ -186,11 +203,17 @@ def _within_chunks(x, axes):
     return all(x.numblocks[i] == 1 for i in axes)
 
 
-def _backend():
+# As _native.pyx: temperatures the C kernels take; others run in NumPy.
+_KERNEL_TEMPERATURES = (2.0 ** -60, 2.0 ** 60)
+
+
+def _backend(temperature):
     if _BACKEND is not None:
         return _BACKEND
     import csoftmax
 
+    if not _KERNEL_TEMPERATURES[0] <= temperature <= _KERNEL_TEMPERATURES[1]:
+        return "python"
     return csoftmax.backend
 
 
@@ -216,34 +239,42 @@ def _steps(backend):
     return _dask_partials
 
 
-def _normalized_block(block, op, axes, precision, backend):
-    return getattr(_memory_functions(backend), op)(block, axis=axes, precision=precision)
+def _normalized_block(block, where=None, *, op, axes, precision, temperature, backend):
+    return getattr(_memory_functions(backend), op)(
+        block, axis=axes, precision=precision, where=where, temperature=temperature)
 
 
-def _logsumexp_block(block, axes, keepdims, backend):
-    return np.asarray(_memory_functions(backend).logsumexp(block, axis=axes, keepdims=keepdims))
+def _logsumexp_block(block, where=None, *, axes, keepdims, backend):
+    return np.asarray(_memory_functions(backend).logsumexp(block, axis=axes, keepdims=keepdims,
+                                                           where=where))
 
 
-def _layout(block, axes):
-    """`block` as a C-contiguous (outer, n, inner) array in its compute dtype,
-    slices in the C order of the kept axes; and the transpose used (or None)."""
+def _layout(block, where, axes):
+    """`block` (a masked array's data) as a C-contiguous (outer, n, inner) array in
+    its compute dtype, slices in the C order of the kept axes; the mask (None, or
+    bools laid out alike) and the transpose used (or None)."""
+    block, where = _api.split_mask(block, where)
     compute = _api.dtypes(block.dtype)[0]
     shape = block.shape
     if axes[-1] - axes[0] == len(axes) - 1:
         first, last = axes[0], axes[-1]
-        x3 = np.ascontiguousarray(block, dtype=compute).reshape(
-            math.prod(shape[:first]), math.prod(shape[first:last + 1]), math.prod(shape[last + 1:]))
-        return x3, None
-    order = tuple(i for i in range(block.ndim) if i not in axes) + axes
-    x3 = np.ascontiguousarray(block.transpose(order), dtype=compute).reshape(
-        math.prod(shape[i] for i in order[:block.ndim - len(axes)]),
-        math.prod(shape[i] for i in axes), 1)
-    return x3, order
+        layout_shape = (math.prod(shape[:first]), math.prod(shape[first:last + 1]),
+                        math.prod(shape[last + 1:]))
+        order = None
+    else:
+        order = tuple(i for i in range(block.ndim) if i not in axes) + axes
+        layout_shape = (math.prod(shape[i] for i in order[:block.ndim - len(axes)]),
+                        math.prod(shape[i] for i in axes), 1)
+        block = block.transpose(order)
+        where = None if where is None else np.asarray(where).transpose(order)
+    x3 = np.ascontiguousarray(block, dtype=compute).reshape(layout_shape)
+    w3 = None if where is None else np.ascontiguousarray(where, dtype=np.bool_).reshape(layout_shape)
+    return x3, w3, order
 
 
-def _chunk_partials(block, axes, precision, backend):
-    x3, _ = _layout(block, axes)
-    partials = _steps(backend).chunk_partials(x3, precision)
+def _chunk_partials(block, where=None, *, axes, precision, temperature, backend):
+    x3, w3, _ = _layout(block, where, axes)
+    partials = _steps(backend).chunk_partials(x3, precision, w3, temperature)
     return partials.reshape(tuple(1 if i in axes else size for i, size in enumerate(block.shape)) + (4,))
 
 
@@ -256,17 +287,19 @@ def _leaves(nested):
         yield nested
 
 
-def _combine_chunks(nested, op, axes, backend):
+def _combine_chunks(nested, op, axes, temperature, backend):
     parts = list(_leaves(nested))
     kept_shape = tuple(size for i, size in enumerate(parts[0].shape[:-1]) if i not in axes)
     partials = np.stack([part.reshape(-1, 4) for part in parts])
-    scales = _steps(backend).combine_partials(op, partials)
+    scales = _steps(backend).combine_partials(op, partials, temperature)
     return scales.reshape(kept_shape + (5,))
 
 
-def _normalize_chunk(block, scales, op, axes, precision, result_dtype, backend):
-    x3, order = _layout(block, axes)
-    y3 = _steps(backend).chunk_normalize(op, x3, np.ascontiguousarray(scales).reshape(-1, 5), precision)
+def _normalize_chunk(block, scales, where=None, *, op, axes, precision, temperature, result_dtype,
+                     backend):
+    x3, w3, order = _layout(block, where, axes)
+    y3 = _steps(backend).chunk_normalize(
+        op, x3, np.ascontiguousarray(scales).reshape(-1, 5), precision, w3, temperature)
     if order is None:
         y = y3.reshape(block.shape)
     else:

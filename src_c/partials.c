@@ -5,6 +5,7 @@
  * every ISA and the in-memory driver's combine are what runs.  Serial: the
  * caller (a dask task) is the unit of parallelism.  The per-type code is
  * partials_body.h. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -32,8 +33,7 @@ static csm_row_state scale_from_record(const double *record, csm_row_scale *scal
     return (csm_row_state)record[SCALE_STATE];
 }
 
-/* Until the kernels take them, only the defaults are accepted. */
-static int options_supported(const uint8_t *where, double temperature) { return where == NULL && temperature == 1.0; }
+static int temperature_valid(double temperature) { return temperature > 0.0 && temperature <= DBL_MAX; }
 
 #define ELEMENT float
 #define SUFFIX f32
@@ -50,16 +50,18 @@ static int options_supported(const uint8_t *where, double temperature) { return 
 int csm_combine_partials(csm_operation operation, const double *partials, int64_t parts, int64_t slices,
                          double temperature, double *scales)
 {
-    if (parts < 0 || slices < 0 || !options_supported(NULL, temperature) ||
+    if (parts < 0 || slices < 0 || !temperature_valid(temperature) ||
         (operation != CSM_SOFTMAX && operation != CSM_LOG_SOFTMAX && operation != CSM_LOGSUMEXP))
         return CSM_ERROR_BAD_ARGUMENT;
     const csm_partial *records = (const csm_partial *)partials;
+    csm_temperature storage;
+    const csm_temperature *tempered = csm_temperature_init(&storage, temperature);
     for (int64_t slice = 0; slice < slices; slice++) {
         csm_partial combined;
         csm_row_scale scale = {0.0, 0.0, 0.0, 0.0};
-        csm_row_state state = csm_merge_partials(records + slice, parts, slices, &combined);
+        csm_row_state state = csm_merge_partials(records + slice, parts, slices, tempered, &combined);
         if (state == CSM_ROW_FINITE)
-            state = csm_row_scale_from_partials(&combined, 1, operation, &scale);
+            state = csm_row_scale_from_partials(&combined, 1, operation, tempered, &scale);
         else
             scale.max = combined.max;
         double *record = scales + slice * CSM_SCALE_DOUBLES;

@@ -174,6 +174,55 @@ def test_empty_reduced_axis_across_chunks(dask_impl):
     np.testing.assert_array_equal(cdask.logsumexp(x_dask, axis=(1, 2)).compute(), np.full(4, -np.inf))
 
 
+# --- where= and temperature= ----------------------------------------------------
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunks", [(3, 4, 9), (3, 2, 4)])
+def test_where_across_and_within_chunks(dask_impl, rng, op, dtype, chunks):
+    x = logits(rng, (6, 7, 9), dtype)
+    where = rng.random((6, 7, 9)) < 0.6
+    where[:, 0, :] = True  # something included in every slice along axis 1 ...
+    where[0, :, 0] = False  # ... except one, which gives 0 / -inf
+    x[~where & (rng.random(x.shape) < 0.3)] = np.nan  # excluded entries are ignored
+    got = call(cdask, op, da.from_array(x, chunks=chunks), 1, where=where).compute()
+    want = call(dask_impl, op, x, 1, where=where)
+    if chunks[1] == 7:
+        np.testing.assert_array_equal(got, want, strict=True)
+    empty = ~where.any(axis=1, keepdims=op != "logsumexp") & np.ones(got.shape, bool)
+    np.testing.assert_array_equal(got[empty], want[empty])
+    check = reference(np.where(where, x, -np.inf), op, 1)
+    keep = ~empty
+    ref_hi = np.where(keep, check.hi, 0.0)
+    got_checked = np.where(keep, got, 0.0).astype(dtype)
+    check.hi, check.lo = ref_hi, np.where(keep, check.lo, 0.0)
+    assert_ulp(got_checked, check, op)
+
+
+def test_where_from_a_dask_mask_and_masked_chunks(dask_impl, rng):
+    x = logits(rng, (8, 10), np.float64)
+    x_dask = da.from_array(x, chunks=(3, 4))
+    mask = x_dask > -20  # a lazy mask sharing x's graph
+    got = cdask.softmax(x_dask, axis=1, where=mask).compute()
+    np.testing.assert_allclose(got, dask_impl.softmax(x, axis=1, where=x > -20), rtol=1e-14)
+    masked = da.ma.masked_less_equal(x_dask, -20)
+    got = cdask.log_softmax(masked, axis=1).compute()
+    assert type(got) is np.ndarray
+    np.testing.assert_allclose(got, dask_impl.log_softmax(x, axis=1, where=x > -20), rtol=1e-14)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("temperature", [0.25, 8.0])
+def test_temperature_across_chunks(dask_impl, rng, op, dtype, temperature):
+    x = logits(rng, (5, 23), dtype, spread=4.0)
+    got = call(cdask, op, da.from_array(x, chunks=(2, 6)), 1, temperature=temperature).compute()
+    # powers of two: x / temperature is exact, so the reference of it is the truth
+    check_against_reference(got, x / dtype(temperature), op, 1, "exact")
+    within = call(cdask, op, da.from_array(x, chunks=(2, 23)), 1, temperature=temperature)
+    np.testing.assert_array_equal(within.compute(), call(dask_impl, op, x, 1, temperature=temperature))
+
+
 # --- the C steps against their NumPy twin ---------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -227,6 +276,8 @@ def test_arguments_are_checked():
         cdask.softmax(x_dask, axis=1, precision="medium")
     with pytest.raises(ValueError, match="temperature"):
         cdask.log_softmax(x_dask, axis=1, temperature=-1.0)
+    with pytest.raises(TypeError, match="temperature"):
+        cdask.log_softmax(x_dask, axis=1, temperature="2")
     with pytest.raises(TypeError, match="floating"):
         cdask.softmax(x_dask, dtype=np.int32)
     with pytest.raises(np.exceptions.AxisError):
@@ -237,9 +288,12 @@ def test_arguments_are_checked():
         cdask.softmax(da.from_array(np.array(["a", "b"])))
     with pytest.raises(TypeError, match="one chunk"):
         cdask.softmax(da.zeros(6, chunks=3, dtype=np.longdouble))
-    for options in ({"where": np.ones((4, 6), bool)}, {"temperature": 2.0}):
-        with pytest.raises(NotImplementedError):
-            cdask.softmax(x_dask, axis=1, **options)
+    with pytest.raises(TypeError, match="booleans"):
+        cdask.softmax(x_dask, axis=1, where=np.ones((4, 6)))
+    with pytest.raises(ValueError, match="broadcast"):
+        cdask.softmax(x_dask, axis=1, where=np.ones(4, bool))
+    with pytest.raises(NotImplementedError, match="b="):
+        cdask.logsumexp(x_dask, b=2.0)
 
 
 def test_is_dask_array():

@@ -67,8 +67,9 @@ def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def run(cluster_options, shape, chunks, method, axis):
-    """(seconds, the scalar, peak RSS of the busiest worker, ISAs) on a fresh cluster."""
+def run(cluster_options, shape, chunks, method, axis, timeout):
+    """(seconds, the scalar or the error, peak RSS of the busiest worker, ISAs) on a fresh
+    cluster; a run that fails or passes `timeout` seconds reports why instead of a value."""
     import distributed
 
     import csoftmax.dask
@@ -83,7 +84,10 @@ def run(cluster_options, shape, chunks, method, axis):
     with distributed.LocalCluster(**cluster_options) as cluster, distributed.Client(cluster) as client:
         isa = client.run(lambda: __import__("csoftmax").show_config(mode="dicts")["isa"])
         start = time.perf_counter()
-        value = float(client.compute(total).result())
+        try:
+            value = float(client.compute(total).result(timeout=timeout))
+        except Exception as error:  # e.g. TimeoutError, KilledWorker (out of memory)
+            value = f"{type(error).__name__}"
         seconds = time.perf_counter() - start
         peaks = client.run(peak_rss_bytes)
     return seconds, value, max(peaks.values()), sorted(set(isa.values()))
@@ -103,6 +107,7 @@ def main(argv=None):
     parser.add_argument("--memory-limit", default="8GiB", help="per worker")
     parser.add_argument("--methods", default="generate,csoftmax,formula")
     parser.add_argument("--axes", default="0,1")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds per run")
     args = parser.parse_args(argv)
 
     import csoftmax
@@ -123,13 +128,18 @@ def main(argv=None):
         for method in args.methods.split(","):
             if method == "generate" and axis != axes[0]:
                 continue
-            seconds, value, peak, isa = run(cluster_options, shape, chunks, method, axis)
+            seconds, value, peak, isa = run(cluster_options, shape, chunks, method, axis,
+                                            args.timeout)
             expected = elements / shape[axis]
-            correct = method == "generate" or abs(value - expected) <= 1e-3 * expected
+            if isinstance(value, str):
+                check = value
+            else:
+                correct = method == "generate" or abs(value - expected) <= 1e-3 * expected
+                check = "ok" if correct else "WRONG"
             print(f"{method:<10} {axis if method != 'generate' else '-':>4} "
                   f"{math.ceil(shape[axis] / chunks[axis]):>17} {seconds:>8.1f} "
                   f"{elements / seconds / 1e9:>8.2f} {peak / 2**30:>12.2f} GiB "
-                  f"{'ok' if correct else 'WRONG':>6}  {','.join(isa)}", flush=True)
+                  f"{check:>6}  {','.join(isa)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -337,7 +337,6 @@ def set_isa(name):
         raise ValueError(f"ISA {name!r} is not available here; available: {available_isas()}")
 
 
-
 # =============================================================================
 # csoftmax.dask: the three steps of a reduction whose axis is cut into parts
 # (csoftmax.h, "Partials across parts").  csoftmax/_dask_partials.py is the

@@ -116,9 +116,10 @@ int csm_set_isa(int isa); /* CSM_OK, or CSM_ERROR_BAD_ARGUMENT if unavailable */
 /* A partial record: max, count, rest_hi, rest_lo with
  * sum(exp((x - max) / T)) == count + rest_hi + rest_lo over the slice's
  * included elements; max is -inf for an empty, excluded or all -inf slice,
- * and max or rest is NaN for a slice holding NaN.  A scale record: state (0 finite, 1 NaN, 2 +inf present, 3 only -inf),
- * max, inverse_hi + inverse_lo == 1 / sum (softmax), log_sum == log(sum)
- * (log_softmax, logsumexp). */
+ * and max or rest is NaN for a slice holding NaN.  A scale record: state
+ * (0 finite, 1 NaN, 2 +inf present, 3 only -inf), max, inverse_hi +
+ * inverse_lo == 1 / sum (softmax), log_sum == log(sum) (log_softmax,
+ * logsumexp). */
 enum { CSM_PARTIAL_DOUBLES = 4, CSM_SCALE_DOUBLES = 5 };
 
 /* partials: outer * inner partial records. */

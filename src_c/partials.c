@@ -22,7 +22,13 @@
 /* The documented record layouts are these structs. */
 typedef char partial_is_four_doubles[sizeof(csm_partial) == CSM_PARTIAL_DOUBLES * sizeof(double) ? 1 : -1];
 
-enum { SCALE_STATE = 0, SCALE_MAX = 1, SCALE_INVERSE_HI = 2, SCALE_INVERSE_LO = 3, SCALE_LOG_SUM = 4 };
+enum {
+    SCALE_STATE = 0,
+    SCALE_MAX = 1,
+    SCALE_INVERSE_HI = 2,
+    SCALE_INVERSE_LO = 3,
+    SCALE_LOG_SUM = 4
+};
 
 static csm_row_state scale_from_record(const double *record, csm_row_scale *scale)
 {

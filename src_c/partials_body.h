@@ -107,7 +107,8 @@ int PARTS_FN(csm_partials)(csm_precision precision, const ELEMENT *x, const uint
     csm_temperature storage;
     const csm_temperature *tempered = csm_temperature_init(&storage, temperature);
     if (inner == 1) {
-        csm_partial *blocks = (csm_partial *)malloc((size_t)((n + PARTS_BLOCK - 1) / PARTS_BLOCK) * sizeof(csm_partial));
+        csm_partial *blocks =
+            (csm_partial *)malloc((size_t)((n + PARTS_BLOCK - 1) / PARTS_BLOCK) * sizeof(csm_partial));
         if (!blocks)
             return CSM_ERROR_NO_MEMORY;
         for (int64_t row = 0; row < outer; row++)

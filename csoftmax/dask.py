@@ -58,9 +58,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=
     da = _dask_array()
     x = _as_dask(da, a)
     if b is not None or return_sign:
-        raise NotImplementedError(
-            "csoftmax.dask.logsumexp does not take b= or return_sign= yet; use "
-            "dask.array.map_blocks with csoftmax.logsumexp when the reduced axes lie in one chunk")
+        return _weighted_logsumexp(da, x, axis, b, keepdims, return_sign, where)
     if x.ndim == 0:
         x = x.reshape(1)  # scipy reads a 0-d `a` as shape (1,)
     axes = _api.normalize_axes(axis, x.ndim)
@@ -83,6 +81,41 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=
     if keepdims:
         values = values[tuple(None if i in axes else slice(None) for i in range(x.ndim))]
     return values
+
+
+def _weighted_logsumexp(da, x, axis, b, keepdims, return_sign, where):
+    """logsumexp with b= or return_sign=: each chunk's signed logsumexp (in float64),
+    then the signed logsumexp of those along the reduced axes, both by the in-memory
+    function, so scipy's rules for signs, zero weights and infinities carry over."""
+    b = np.ones((), x.dtype) if b is None else b
+    weights = b if isinstance(b, da.Array) else np.asarray(b)
+    sample = _memory_functions(_backend(1.0)).logsumexp(
+        np.zeros(1, x.dtype), b=np.ones(1, weights.dtype) if weights.ndim else weights[()])
+    result_dtype = np.asarray(sample).dtype
+    shape = np.broadcast_shapes(x.shape, weights.shape) or (1,)  # 0-d reads as (1,)
+    x = da.broadcast_to(x, shape)
+    weights = da.broadcast_to(weights, shape).rechunk(x.chunks)
+    mask = _where_array(da, where, x)
+    operands = (x, weights) if mask is None else (x, weights, mask)
+    axes = _api.normalize_axes(axis, x.ndim)
+    kept = [i for i in range(x.ndim) if i not in axes]
+    index = _index(x.ndim)
+    chunks = tuple((1,) * len(x.chunks[i]) if i in axes else x.chunks[i] for i in range(x.ndim))
+    pieces = da.map_blocks(
+        _signed_chunk, *operands, axes=axes, backend=_backend(1.0), chunks=chunks + ((2,),),
+        new_axis=x.ndim, dtype=np.float64, meta=np.empty((0,) * (x.ndim + 1), np.float64))
+    kept_index = tuple(index[i] for i in kept)
+    combined = da.blockwise(
+        _combine_signed, kept_index + ("pair",), pieces, index + ("pair",), concatenate=False,
+        axes=axes, result_dtype=result_dtype, backend=_backend(1.0), dtype=result_dtype,
+        meta=np.empty((0,) * (len(kept) + 1), result_dtype))
+    value, sign = combined[..., 0], combined[..., 1]
+    if keepdims:
+        expand = tuple(None if i in axes else slice(None) for i in range(x.ndim))
+        value, sign = value[expand], sign[expand]
+    if not return_sign:
+        return da.where(sign < 0, np.nan, value).astype(result_dtype)  # scipy: log of a negative sum
+    return value, sign
 
 
 # --- building the graphs ---------------------------------------------------
@@ -247,6 +280,26 @@ def _normalized_block(block, where=None, *, op, axes, precision, temperature, ba
 def _logsumexp_block(block, where=None, *, axes, keepdims, backend):
     return np.asarray(_memory_functions(backend).logsumexp(block, axis=axes, keepdims=keepdims,
                                                            where=where))
+
+
+def _signed_chunk(block, weights, where=None, *, axes, backend):
+    """(logsumexp, sign) of a chunk along axes, in float64, as a trailing pair."""
+    block, where = _api.split_mask(block, where)
+    value, sign = _memory_functions(backend).logsumexp(
+        block.astype(np.float64), axis=axes, b=weights, keepdims=True, return_sign=True, where=where)
+    return np.stack([value, sign], axis=-1)
+
+
+def _combine_signed(nested, axes, result_dtype, backend):
+    """The signed logsumexp of the chunks' (logsumexp, sign) pairs, in chunk order."""
+    parts = list(_leaves(nested))
+    kept_shape = tuple(size for i, size in enumerate(parts[0].shape[:-1]) if i not in axes)
+    pairs = np.stack([part.reshape(-1, 2) for part in parts])
+    value, sign = _memory_functions(backend).logsumexp(
+        pairs[..., 0], axis=0, b=pairs[..., 1], return_sign=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        pair = np.stack([value, sign], axis=-1).astype(result_dtype)
+    return pair.reshape(kept_shape + (2,))
 
 
 def _layout(block, where, axes):

@@ -223,6 +223,26 @@ def test_temperature_across_chunks(dask_impl, rng, op, dtype, temperature):
     np.testing.assert_array_equal(within.compute(), call(dask_impl, op, x, 1, temperature=temperature))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunks", [(6, 10), (2, 3)])
+def test_logsumexp_weights_and_sign(dask_impl, rng, dtype, chunks):
+    x = logits(rng, (6, 10), dtype, spread=5.0)
+    b = rng.standard_normal((6, 10)).astype(dtype)
+    x[0, 3], x[1, :], x[2, 5], b[3, :] = np.inf, -np.inf, np.nan, 0  # scipy's special rows
+    x_dask = da.from_array(x, chunks=chunks)
+    rtol = 4 * np.finfo(dtype).eps
+    for axis in (1, None, (0, 1)):
+        for keepdims in (False, True):
+            got = cdask.logsumexp(x_dask, axis=axis, b=b, keepdims=keepdims).compute()
+            want = dask_impl.logsumexp(x, axis=axis, b=b, keepdims=keepdims)
+            assert got.dtype == np.asarray(want).dtype and got.shape == np.shape(want)
+            np.testing.assert_allclose(got, want, rtol=rtol, equal_nan=True)
+        value, sign = cdask.logsumexp(x_dask, axis=1, b=b, return_sign=True)
+        want_value, want_sign = dask_impl.logsumexp(x, axis=1, b=b, return_sign=True)
+        np.testing.assert_allclose(value.compute(), want_value, rtol=rtol, equal_nan=True)
+        np.testing.assert_array_equal(sign.compute(), want_sign)
+
+
 # --- the C steps against their NumPy twin ---------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -292,8 +312,6 @@ def test_arguments_are_checked():
         cdask.softmax(x_dask, axis=1, where=np.ones((4, 6)))
     with pytest.raises(ValueError, match="broadcast"):
         cdask.softmax(x_dask, axis=1, where=np.ones(4, bool))
-    with pytest.raises(NotImplementedError, match="b="):
-        cdask.logsumexp(x_dask, b=2.0)
 
 
 def test_is_dask_array():

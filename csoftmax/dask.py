@@ -11,8 +11,8 @@ computes or stores the result.
   double-double); one task per block of kept positions combines the partials
   of all chunks along the reduced axes in chunk order, with the in-memory
   long-row combine (src_c/row_scale.c); pass 2 computes each chunk's outputs
-  from the combined scales. Two reads of the data, no rechunking, nothing
-  materialised whole; results within the in-memory accuracy bar, with the
+  from the combined scales, reading x again (REREAD). Two reads of the data,
+  no rechunking, nothing materialised whole; results within the in-memory accuracy bar, with the
   same special-value rules whichever chunk holds the NaN or infinity.
 
 The steps run in C (``csoftmax._native``) or, without the extension, in
@@ -30,6 +30,9 @@ _INSTALL_HINT = 'csoftmax.dask needs dask: pip install "csoftmax[dask]"'
 
 # "c" or "python"; None means csoftmax's own backend (tests set it).
 _BACKEND = None
+# Pass 2 reads x again (a clone of its graph) rather than keeping pass 1's chunks
+# until the combine: memory stays at a few chunks per worker whatever the extent
+# of the reduced axes.  False keeps them (less work when x is costly and fits).
 REREAD = True
 
 

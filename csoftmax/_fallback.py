@@ -26,6 +26,7 @@ import os
 import numpy as np
 
 from . import _api
+from . import dask as _dask  # imports dask only when handed a dask array
 
 _FLOAT64 = np.dtype(np.float64)
 
@@ -79,6 +80,8 @@ def log_softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=No
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=None):
     """scipy.special.logsumexp, accurate to a few ULP; see DESIGN.md §1 and §3."""
+    if _dask.is_dask_array(a):
+        return _dask.logsumexp(a, axis, b, keepdims, return_sign, where=where)
     if b is None and not return_sign:
         return _run("logsumexp", a, axis, None, "exact", keepdims, where=where)
     return _signed_logsumexp(a, axis, b, keepdims, return_sign, where)
@@ -180,6 +183,8 @@ def _weighted_operands(a, b):
 
 
 def _run(op, x, axis, out, precision, keepdims=False, **options):
+    if _dask.is_dask_array(x):  # lazily, on the dask graph (csoftmax.dask)
+        return getattr(_dask, op)(x, axis, out=out, precision=precision, **options)
     p = _api.plan(op, x, axis, out, precision, keepdims, **options)
     if p.route != "done":
         compute3(op, p.x3, p.y3, p.precision, p.w3, p.temperature)

@@ -20,6 +20,7 @@ from csoftmax.csoftmax cimport (
     csm_set_isa, csm_set_num_threads)
 
 from csoftmax import _api, _fallback
+from csoftmax import dask as _dask  # imports dask only when handed a dask array
 
 cnp.import_array()
 
@@ -255,6 +256,11 @@ cdef object _reduce(int operation, object x, object axis, object out, object pre
         if result is not None:
             return result
     name = _OPERATION_NAMES[operation]
+    if _dask.is_dask_array(x):
+        if operation == CSM_LOGSUMEXP:
+            return _dask.logsumexp(x, axis, keepdims=keepdims, where=where)
+        return getattr(_dask, name)(x, axis, out=out, where=where, temperature=temperature,
+                                    dtype=dtype, precision=precision)
     plan = _api.plan(name, x, axis, out, precision, keepdims=keepdims, where=where,
                      temperature=temperature, dtype=dtype)
     if plan.route == "kernel" and _KERNEL_TEMPERATURES[0] <= plan.temperature <= _KERNEL_TEMPERATURES[1]:
@@ -279,6 +285,8 @@ def log_softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=No
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=None):
     """log(sum(exp(a))) along `axis`; `b` and `return_sign` take the NumPy path."""
     if b is not None or return_sign:
+        if _dask.is_dask_array(a):
+            return _dask.logsumexp(a, axis, b, keepdims, return_sign, where=where)
         return _fallback.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign,
                                    where=where)
     return _reduce(CSM_LOGSUMEXP, a, axis, None, "exact", keepdims, where)

@@ -46,15 +46,26 @@ log_softmax = _backend.log_softmax
 logsumexp = _backend.logsumexp
 get_num_threads = _backend.get_num_threads
 set_num_threads = _backend.set_num_threads
+if backend == "c":
+    from csoftmax._native import (
+        cross_entropy, segment_log_softmax, segment_logsumexp, segment_softmax,
+    )
+else:
+    from csoftmax._cross_entropy import cross_entropy
+    from csoftmax._segments import segment_log_softmax, segment_logsumexp, segment_softmax
 
 from csoftmax._config import get_include, show_config  # noqa: E402
 
 __all__ = [
     "__version__",
+    "cross_entropy",
     "get_include",
     "get_num_threads",
     "log_softmax",
     "logsumexp",
+    "segment_log_softmax",
+    "segment_logsumexp",
+    "segment_softmax",
     "set_num_threads",
     "show_config",
     "softmax",

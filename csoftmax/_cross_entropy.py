@@ -5,7 +5,8 @@ logits out as a C-contiguous ``(outer, n, inner)`` array with the ``n`` classes 
 backend fills per-row losses (and the gradient) and returns ``problem.finish(...)``.
 `compute_numpy()` is the NumPy implementation: the fallback backend's, the one for dtypes the C
 kernels do not take (longdouble), and the tests' oracle.  It does materialise log_softmax (in
-float64, or longdouble), which the C backend never does.
+float64 for float32 logits, else in longdouble where that is wider), which the C backend never
+does.
 """
 
 import math
@@ -155,7 +156,10 @@ def prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothi
 
 def compute_numpy(p, return_grad):
     """(per-row losses, reduced loss, gradient or None) of a prepared problem, with NumPy."""
-    work = np.longdouble if p.x3.dtype == np.longdouble else np.float64
+    # float32 works in float64; float64 in longdouble where it is wider (the row sums of
+    # label smoothing and probability targets have thousands of terms).
+    wide = p.x3.dtype == np.longdouble or (p.x3.dtype == np.float64 and _fallback.LONGDOUBLE_IS_WIDER)
+    work = np.longdouble if wide else np.float64
     x3 = p.x3.astype(work)
     outer, n, inner = x3.shape
     eps = p.label_smoothing

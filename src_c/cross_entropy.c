@@ -48,7 +48,11 @@ static inline void compensated_add(compensated_sum *s, double term)
     s->sum = t;
 }
 
-static inline double compensated_value(const compensated_sum *s) { return s->sum + s->compensation; }
+/* An infinite term leaves a NaN compensation (inf - inf): the sum alone is right then. */
+static inline double compensated_value(const compensated_sum *s)
+{
+    return isfinite(s->sum) ? s->sum + s->compensation : s->sum;
+}
 
 /* Validates the class indices and sums, in index order, the weights of the
  * rows not ignored (the mean's denominator). */

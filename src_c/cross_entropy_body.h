@@ -17,10 +17,11 @@ static void CE_FN(fill)(ELEMENT *y, int64_t n, ELEMENT value)
         y[i] = value;
 }
 
-/* grad holds exp(x - max) from the row's partial: make it
- * factor * (A * softmax - a), with a the row's weighted target distribution. */
-static void CE_FN(row_grad)(const csm_cross_entropy *ce, const ELEMENT *q, int64_t target, double target_weight,
-                            double mass, const csm_partial *partial, ELEMENT *grad)
+/* grad = factor * (A * softmax - a), with a the row's weighted target
+ * distribution: the kernel's softmax output pass with its 1 / sum scaled by
+ * factor * A, then the correction. */
+static void CE_FN(row_grad)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *q, int64_t target,
+                            double target_weight, double mass, const csm_partial *partial, ELEMENT *grad)
 {
     const int64_t n = ce->n;
     const double factor = ce->grad_factor, keep = 1.0 - ce->smoothing;
@@ -28,7 +29,7 @@ static void CE_FN(row_grad)(const csm_cross_entropy *ce, const ELEMENT *q, int64
     csm_row_scale_from_partials(partial, 1, CSM_SOFTMAX, &scale);
     scale.inverse_hi *= factor * mass;
     scale.inverse_lo = scale.inverse_lo == 0.0 ? 0.0 : scale.inverse_lo * factor * mass;
-    KERNEL_FN(ce->kernels, scale)(grad, n, CSM_EXACT, &scale);
+    KERNEL_FN(ce->kernels, finish)(x, grad, n, CSM_SOFTMAX, CSM_EXACT, &scale);
     if (q) {
         for (int64_t c = 0; c < n; c++) {
             const double share = ((double)q[c] * keep + ce->smoothing_class) * (ce->weight ? ce->weight[c] : 1.0);
@@ -56,11 +57,9 @@ static double CE_FN(row)(const csm_cross_entropy *ce, const ELEMENT *x, const EL
             CE_FN(fill)(grad, n, (ELEMENT)0);
         return 0.0;
     }
-    /* With a gradient the partial also stores exp(x - max) there (it is then
-     * unmasked, which log_sum handles as well). */
     csm_partial partial;
     csm_row_scale scale;
-    KERNEL_FN(ce->kernels, partial)(x, grad, n, CSM_EXACT, &partial);
+    KERNEL_FN(ce->kernels, partial)(x, NULL, n, CSM_EXACT, &partial);
     if (csm_row_scale_from_partials(&partial, 1, CSM_LOG_SOFTMAX, &scale) != CSM_ROW_FINITE) {
         /* NaN, +inf or only -inf: log_softmax is NaN throughout, so is the loss */
         if (grad)
@@ -91,7 +90,7 @@ static double CE_FN(row)(const csm_cross_entropy *ce, const ELEMENT *x, const EL
         }
     }
     if (grad)
-        CE_FN(row_grad)(ce, q, target, target_weight, mass, &partial, grad);
+        CE_FN(row_grad)(ce, x, q, target, target_weight, mass, &partial, grad);
     return distance + mass * scale.log_sum;
 }
 

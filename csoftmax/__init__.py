@@ -46,15 +46,24 @@ log_softmax = _backend.log_softmax
 logsumexp = _backend.logsumexp
 get_num_threads = _backend.get_num_threads
 set_num_threads = _backend.set_num_threads
+# TRANSITIONAL until _native gains them (issue 5): then plain getattr(_backend, name).
+from csoftmax import _fallback as _transitional  # noqa: E402
+
+softmax_backward = getattr(_backend, "softmax_backward", _transitional.softmax_backward)
+log_softmax_backward = getattr(_backend, "log_softmax_backward",
+                               _transitional.log_softmax_backward)
 if backend == "c":
-    from csoftmax._native import (
+    from csoftmax._native import (  # noqa: E402
         cross_entropy, segment_log_softmax, segment_logsumexp, segment_softmax,
     )
 else:
-    from csoftmax._cross_entropy import cross_entropy
-    from csoftmax._segments import segment_log_softmax, segment_logsumexp, segment_softmax
+    from csoftmax._cross_entropy import cross_entropy  # noqa: E402
+    from csoftmax._segments import (  # noqa: E402
+        segment_log_softmax, segment_logsumexp, segment_softmax,
+    )
 
 from csoftmax._config import get_include, show_config  # noqa: E402
+from csoftmax._jacobian import softmax_jacobian  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -62,6 +71,7 @@ __all__ = [
     "get_include",
     "get_num_threads",
     "log_softmax",
+    "log_softmax_backward",
     "logsumexp",
     "segment_log_softmax",
     "segment_logsumexp",
@@ -69,4 +79,6 @@ __all__ = [
     "set_num_threads",
     "show_config",
     "softmax",
+    "softmax_backward",
+    "softmax_jacobian",
 ]

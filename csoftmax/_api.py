@@ -1,13 +1,16 @@
 """Argument normalisation shared by the C and the NumPy backends.
 
-`plan()` checks every argument against the public contract (DESIGN.md §1)
-and lays the input out as a C-contiguous ``(outer, n, inner)`` array reduced
-along ``n`` -- a view of the caller's array whenever its memory allows, one
-copy otherwise. A backend fills the plan's `y3` from its `x3` and returns
-``plan.finish()``; see docs/architecture.md.
+`plan()` checks every argument against the public contract (DESIGN.md §1
+and §3) and lays the input out as a C-contiguous ``(outer, n, inner)`` array
+reduced along ``n`` -- a view of the caller's array whenever its memory
+allows, one copy otherwise (the copy also converts to a requested `dtype`).
+A `where` mask is laid out the same way. A backend fills the plan's `y3`
+from its `x3` and returns ``plan.finish()``; `plan_backward()` does the same
+for the vector-Jacobian products. See docs/architecture.md.
 """
 
 import math
+import numbers
 import operator
 
 import numpy as np
@@ -18,12 +21,14 @@ except ImportError:  # NumPy < 1.25
     AxisError = np.AxisError  # noqa: NPY201
 
 OPS = ("softmax", "log_softmax", "logsumexp")
+BACKWARD_OPS = ("softmax_backward", "log_softmax_backward")
 PRECISIONS = ("exact", "fast")
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 _LONGDOUBLE = np.dtype(np.longdouble)
+_BOOL = np.dtype(np.bool_)
 
 # Input scalar type -> (compute dtype, result dtype, route). Keyed by type so
 # that byte-swapped dtypes find their entry too.
@@ -40,15 +45,64 @@ del _code
 
 
 def as_array(x):
-    """`x` as an ndarray (lists, scalars, np.matrix...); masked arrays are refused."""
+    """`x` as an ndarray (lists, scalars, np.matrix...); masked arrays are refused.
+
+    The public functions read a masked array's mask first (`split_mask`);
+    this refuses one where a mask has no meaning (logsumexp's `b`).
+    """
     if type(x) is np.ndarray:
         return x
     if isinstance(x, np.ma.MaskedArray):
-        raise TypeError(
-            "csoftmax does not accept masked arrays yet; pass the data "
-            "(logsumexp: with b=0 where masked)"
-        )
+        raise TypeError("a masked array is not accepted here; pass its data (and a where= mask)")
     return np.asarray(x)
+
+
+def split_mask(x, where):
+    """A masked array's data, with ``~mask`` and-ed into `where`; other `x` as given."""
+    if not isinstance(x, np.ma.MaskedArray):
+        return x, where
+    mask = np.ma.getmask(x)
+    data = np.asarray(x.data)
+    if mask is np.ma.nomask:
+        return data, where
+    keep = ~mask
+    return data, keep if where is None else np.logical_and(_bool_array(where), keep)
+
+
+def _bool_array(where):
+    where = np.asarray(where)
+    if where.dtype != _BOOL:
+        raise TypeError(f"where must be an array of booleans, not of dtype {where.dtype}")
+    return where
+
+
+def where_mask(where, shape):
+    """`where` as a bool array broadcast to `shape`; None when it excludes nothing."""
+    if where is None:
+        return None
+    where = _bool_array(where)
+    try:
+        where = np.broadcast_to(where, shape)
+    except ValueError:
+        raise ValueError(
+            f"where of shape {where.shape} cannot be broadcast to the input's shape {shape}"
+        ) from None
+    return None if where.all() else where
+
+
+def check_temperature(temperature):
+    """`temperature` as a Python float: a positive finite real scalar."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(
+            f"temperature must be a real number, not {type(temperature).__name__}"
+        )
+    try:
+        value = float(temperature)
+    except OverflowError:  # an int beyond float's range
+        value = math.inf
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature must be positive and finite, not {temperature!r}")
+    return value
 
 
 def dtypes(dtype):
@@ -65,6 +119,19 @@ def dtypes(dtype):
     raise TypeError(f"csoftmax does not support arrays of dtype {dtype}")
 
 
+def _requested_dtypes(input_dtype, dtype):
+    """dtypes() of the `dtype=` option, which must be floating."""
+    try:
+        requested = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a floating dtype, not {dtype!r}") from None
+    if requested.kind != "f":
+        raise TypeError(f"dtype must be a floating dtype, not {requested}")
+    if input_dtype.kind == "c":
+        raise TypeError(f"complex input cannot be computed in {requested}")
+    return dtypes(requested)
+
+
 def scipy_special():
     """scipy.special, which computes complex input; TypeError without SciPy."""
     try:
@@ -72,6 +139,12 @@ def scipy_special():
     except ImportError:
         raise TypeError("complex input needs SciPy installed") from None
     return scipy.special
+
+
+def refuse_complex_options(where, temperature=1.0):
+    """Complex input goes to scipy.special, which takes neither option."""
+    if where is not None or temperature != 1.0:
+        raise TypeError("complex input takes neither where= nor temperature=")
 
 
 def normalize_axes(axis, ndim):
@@ -133,20 +206,26 @@ class Plan:
 
     `route` is "kernel", "numpy" or "done"; `x3` / `y3` are the
     ``(outer, n, inner)`` input and the destination (``(outer, inner)`` for
-    logsumexp), None when the route is "done".
+    logsumexp), None when the route is "done". `w3` is None or the bool mask
+    laid out like `x3`; `g3` the gradient laid out like `x3` (backward plans
+    only, where `x3` is the forward output); `temperature` a float (1.0: none).
     """
 
     __slots__ = (
-        "route", "x3", "y3", "precision",
+        "route", "x3", "y3", "w3", "g3", "precision", "temperature",
         "_op", "_out", "_y3_is_out", "_dtype", "_shape", "_order",
         "_layout_shape", "_restore", "_c_order", "_result",
     )
 
-    def arrange(self, other):
-        """An array of the input's shape laid out like `x3` (a C-contiguous copy)."""
+    def arrange(self, other, dtype=None):
+        """An array of the input's shape laid out like `x3` (a C-contiguous copy).
+
+        `dtype` defaults to `x3`'s.
+        """
         if self._order is not None:
             other = other.transpose(self._order)
-        return np.ascontiguousarray(other, dtype=self.x3.dtype).reshape(self.x3.shape)
+        dtype = self.x3.dtype if dtype is None else dtype
+        return np.ascontiguousarray(other, dtype=dtype).reshape(self.x3.shape)
 
     def result_from(self, y):
         """An array laid out like `y3` as the public result (shape, axis order, dtype)."""
@@ -180,19 +259,44 @@ class Plan:
         return out
 
 
-def plan(op, x, axis, out, precision, keepdims=False):
+def _new_plan(op, out, precision, temperature, result_dtype, result_shape):
+    p = Plan()
+    p.precision = precision
+    p.temperature = temperature
+    p.w3 = p.g3 = None
+    p._op = op
+    p._out = out
+    p._y3_is_out = False
+    p._dtype = result_dtype
+    p._shape = result_shape
+    return p
+
+
+def plan(op, x, axis, out, precision, keepdims=False, *, where=None, temperature=1.0,
+         dtype=None):
     """Validate a call and lay its input out for a backend (see the module doc)."""
     if op not in OPS:
         raise ValueError(f"op must be one of {OPS}, not {op!r}")
     _check_precision(precision)
+    reduces = op == "logsumexp"
+    if reduces and (temperature != 1.0 or dtype is not None):
+        raise ValueError("logsumexp takes neither temperature nor dtype")
+    temperature = check_temperature(temperature)
+    x, where = split_mask(x, where)
     x = as_array(x)
     compute, result_dtype, route = dtypes(x.dtype)
-    reduces = op == "logsumexp"
+    if dtype is not None:
+        compute, result_dtype, route = _requested_dtypes(x.dtype, dtype)
+    if route == "scipy":
+        refuse_complex_options(where, temperature)
+    # As if x.astype(float16) came first: round to float16 before the float32 compute.
+    through = _FLOAT16 if result_dtype == _FLOAT16 and x.dtype != _FLOAT16 else None
     if reduces and x.ndim == 0:
         x = x.reshape(1)  # scipy reads a 0-d `a` as shape (1,)
     shape = x.shape
     ndim = x.ndim
     axes = normalize_axes(axis, ndim)
+    where = where_mask(where, shape)
     kept = tuple(i for i in range(ndim) if i not in axes)
     if reduces:
         reduced_shape = tuple(shape[i] for i in kept)
@@ -205,21 +309,76 @@ def plan(op, x, axis, out, precision, keepdims=False):
     if out is not None:
         _check_out(out, result_shape, result_dtype)
 
-    p = Plan()
-    p.precision = precision
-    p._op = op
-    p._out = out
-    p._y3_is_out = False
-    p._dtype = result_dtype
-    p._shape = result_shape
+    p = _new_plan(op, out, precision, temperature, result_dtype, result_shape)
     if route == "scipy" or x.size == 0 or ndim == 0:
         p.route = "done"
         p.x3 = p.y3 = None
-        p._result = _known_result(op, x, axes, result_shape, result_dtype, keepdims)
+        p._result = _known_result(op, x, axes, result_shape, result_dtype, keepdims, where)
         return p
 
-    # Lay the reduced axes out as one run of memory: as they are when they
-    # are adjacent in a C- or Fortran-contiguous array, else moved last.
+    p.route = route
+    _lay_out(p, x, axes, compute, through)
+    if where is not None:
+        p.w3 = p.arrange(where, _BOOL)
+    if reduces:
+        # y3 holds the kept axes in increasing order, or reversed for a
+        # Fortran-ordered input.
+        if p._c_order or p._order is None:
+            p._layout_shape, p._restore = reduced_shape, None
+        else:
+            p._layout_shape = reduced_shape[::-1]
+            p._restore = tuple(range(len(kept) - 1, -1, -1))
+        p.y3 = np.empty(p.x3.shape[::2], compute)
+        return p
+    _place_destination(p, out, (p.x3,))
+    return p
+
+
+def plan_backward(op, grad, y, axis, out, where):
+    """Validate a vector-Jacobian product call; x3 is `y` laid out, g3 is `grad`."""
+    if op not in BACKWARD_OPS:
+        raise ValueError(f"op must be one of {BACKWARD_OPS}, not {op!r}")
+    grad, where = split_mask(grad, where)
+    y, where = split_mask(y, where)
+    grad = as_array(grad)
+    y = as_array(y)
+    if grad.shape != y.shape:
+        raise ValueError(f"grad has shape {grad.shape} but y has shape {y.shape}; "
+                         "they must be equal")
+    for array in (grad, y):
+        if dtypes(array.dtype)[2] == "scipy":
+            raise TypeError(f"{op} does not take complex input")
+    compute, result_dtype, route = dtypes(np.result_type(grad, y))
+    shape = y.shape
+    axes = normalize_axes(axis, y.ndim)
+    where = where_mask(where, shape)
+    if out is not None:
+        _check_out(out, shape, result_dtype)
+
+    p = _new_plan(op, out, "exact", 1.0, result_dtype, shape)
+    if y.size == 0:
+        p.route = "done"
+        p.x3 = p.y3 = None
+        p._result = np.empty(shape, result_dtype)
+        return p
+    p.route = route
+    _lay_out(p, y, axes, compute, None)  # 0-d: one row of one element
+    p.g3 = p.arrange(grad)
+    if where is not None:
+        p.w3 = p.arrange(where, _BOOL)
+    _place_destination(p, out, (p.x3, p.g3))
+    return p
+
+
+def _lay_out(p, x, axes, compute, through):
+    """Set p.x3 (and how to undo its layout): `x` as (outer, n, inner) in `compute`.
+
+    The reduced axes become one run of memory: as they are when they are
+    adjacent in a C- or Fortran-contiguous array, else moved last. `through`
+    is a dtype to round to before converting to `compute`.
+    """
+    shape = x.shape
+    ndim = x.ndim
     flags = x.flags
     order = None
     if not flags.c_contiguous and flags.f_contiguous:
@@ -233,47 +392,44 @@ def plan(op, x, axis, out, precision, keepdims=False):
             outer, inner = inner, outer
         p._c_order = False  # the result keeps the input's memory order
     else:
+        kept = tuple(i for i in range(ndim) if i not in axes)
         order = kept + axes
         outer = math.prod(shape[i] for i in kept)
         n = math.prod(shape[i] for i in axes)
         inner = 1
         p._c_order = True  # the result is C-contiguous, not in the copy's order
     layout = x if order is None else x.transpose(order)
-    if not (layout.flags.c_contiguous and flags.aligned and x.dtype == compute):
-        layout = np.array(layout, dtype=compute, order="C")  # native, aligned copy
-    x3 = layout.reshape(outer, n, inner)
-
-    p.route = route
-    p.x3 = x3
+    if through is not None or not (layout.flags.c_contiguous and flags.aligned
+                                   and x.dtype == compute):
+        with np.errstate(over="ignore"):  # dtype=: values beyond its range become inf
+            if through is not None:
+                layout = layout.astype(through)
+            layout = np.array(layout, dtype=compute, order="C")  # native, aligned copy
+    p.x3 = layout.reshape(outer, n, inner)
     p._order = order
-    if reduces:
-        # y3 holds the kept axes in increasing order, or reversed for a
-        # Fortran-ordered input.
-        if p._c_order or order is None:
-            p._layout_shape, p._restore = reduced_shape, None
-        else:
-            p._layout_shape = reduced_shape[::-1]
-            p._restore = tuple(range(len(kept) - 1, -1, -1))
-        p.y3 = np.empty((outer, inner), compute)
-        return p
-
     p._layout_shape = layout.shape
     p._restore = None if order is None else _inverse(order)
+
+
+def _place_destination(p, out, sources):
+    """Set p.y3: a view of `out` when its memory has x3's layout and it does not
+    partially overlap any of `sources` (exact aliasing, in place, is fine)."""
     y3 = None
-    if out is not None and out.dtype == compute and out.flags.aligned:
-        out_layout = out if order is None else out.transpose(order)
+    shape3 = p.x3.shape
+    if out is not None and out.dtype == p.x3.dtype and out.flags.aligned:
+        out_layout = out if p._order is None else out.transpose(p._order)
         if out_layout.flags.c_contiguous:
-            out3 = out_layout.reshape(outer, n, inner)
+            out3 = out_layout.reshape(shape3)
             # Both are single blocks of memory, so overlapping bounds are
             # real overlap; only exact aliasing (in place) may reach a kernel.
-            if not np.may_share_memory(out3, x3) or _same_start(out3, x3):
+            if all(not np.may_share_memory(out3, source) or _same_start(out3, source)
+                   for source in sources):
                 y3 = out3
     p._y3_is_out = y3 is not None
-    p.y3 = y3 if y3 is not None else np.empty((outer, n, inner), compute)
-    return p
+    p.y3 = y3 if y3 is not None else np.empty(shape3, p.x3.dtype)
 
 
-def _known_result(op, x, axes, shape, dtype, keepdims):
+def _known_result(op, x, axes, shape, dtype, keepdims, where):
     """The result of a call that needs no kernel: complex, empty or 0-d input."""
     if x.size == 0:
         if op == "logsumexp":
@@ -286,6 +442,8 @@ def _known_result(op, x, axes, shape, dtype, keepdims):
             if op == "logsumexp":
                 return special.logsumexp(x, axis=axes, keepdims=keepdims)
             return np.asarray(getattr(special, op)(x, axis=axes))
+    if where is not None:  # a 0-d row whose only entry is excluded
+        return np.asarray(0.0 if op == "softmax" else -np.inf, dtype)
     # A 0-d softmax row: its single value is the maximum, unless not finite.
     value = 1.0 if op == "softmax" else 0.0
     return np.where(np.isfinite(x), value, np.nan).astype(dtype)

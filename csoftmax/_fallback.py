@@ -19,6 +19,7 @@ logits:
 (``x - max`` rounded once), with the same special values and layouts.
 """
 
+import math
 import operator
 import os
 
@@ -62,40 +63,62 @@ def set_num_threads(n):
     _num_threads = n
 
 
-def softmax(x, axis=None, *, out=None, precision="exact"):
-    """scipy.special.softmax, accurate to a few ULP; see DESIGN.md §1."""
-    return _run("softmax", x, axis, out, precision)
+def softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None,
+            precision="exact"):
+    """scipy.special.softmax, accurate to a few ULP; see DESIGN.md §1 and §3."""
+    return _run("softmax", x, axis, out, precision, where=where, temperature=temperature,
+                dtype=dtype)
 
 
-def log_softmax(x, axis=None, *, out=None, precision="exact"):
-    """scipy.special.log_softmax, accurate to a few ULP; see DESIGN.md §1."""
-    return _run("log_softmax", x, axis, out, precision)
+def log_softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None,
+                precision="exact"):
+    """scipy.special.log_softmax, accurate to a few ULP; see DESIGN.md §1 and §3."""
+    return _run("log_softmax", x, axis, out, precision, where=where, temperature=temperature,
+                dtype=dtype)
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
-    """scipy.special.logsumexp, accurate to a few ULP; see DESIGN.md §1."""
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=None):
+    """scipy.special.logsumexp, accurate to a few ULP; see DESIGN.md §1 and §3."""
     if b is None and not return_sign:
-        return _run("logsumexp", a, axis, None, "exact", keepdims)
-    return _signed_logsumexp(a, axis, b, keepdims, return_sign)
+        return _run("logsumexp", a, axis, None, "exact", keepdims, where=where)
+    return _signed_logsumexp(a, axis, b, keepdims, return_sign, where)
 
 
-def _signed_logsumexp(a, axis, b, keepdims, return_sign):
-    """log|sum(b * exp(a))| and its sign, with scipy.special.logsumexp's rules."""
+def softmax_backward(grad, y, axis=None, *, out=None, where=None):
+    """The vector-Jacobian product of softmax: ``y * (grad - sum(grad * y))``."""
+    return _run_backward("softmax_backward", grad, y, axis, out, where)
+
+
+def log_softmax_backward(grad, y, axis=None, *, out=None, where=None):
+    """The vector-Jacobian product of log_softmax: ``grad - exp(y) * sum(grad)``."""
+    return _run_backward("log_softmax_backward", grad, y, axis, out, where)
+
+
+def _signed_logsumexp(a, axis, b, keepdims, return_sign, where):
+    """log|sum(b * exp(a))| and its sign, with scipy.special.logsumexp's rules.
+
+    Entries excluded by `where` drop out as if their weight were 0.
+    """
+    a, where = _api.split_mask(a, where)
     a, b, dtype = _weighted_operands(a, b)
     shape = np.broadcast_shapes(a.shape, b.shape) or (1,)  # 0-d reads as (1,)
     if dtype.kind == "c":
+        _api.refuse_complex_options(where)
         axes = _api.normalize_axes(axis, len(shape))
         special = _api.scipy_special()
         with np.errstate(all="ignore"):
             return special.logsumexp(a, axis=axes, b=b, keepdims=keepdims,
                                      return_sign=return_sign)
     p = _api.plan("logsumexp", np.broadcast_to(a.astype(dtype, copy=False), shape),
-                  axis, None, "exact", keepdims)
+                  axis, None, "exact", keepdims, where=where)
     if p.route == "done":  # nothing to sum: -inf, whose sign scipy gives as -1
         result = p.finish()
         return (result, np.sign(result)) if return_sign else result
 
     x3, b3 = p.x3, p.arrange(np.broadcast_to(b, shape))
+    if p.w3 is not None:  # excluded: a zero weight on -inf, whatever they held
+        x3 = np.where(p.w3, x3, -np.inf)
+        b3 = np.where(p.w3, b3, 0)
     widen = x3.dtype.itemsize <= 4  # float32 is computed in float64
     with np.errstate(all="ignore"):
         work = x3.astype(np.float64) if widen else x3
@@ -156,65 +179,119 @@ def _weighted_operands(a, b):
     return arrays[0], arrays[1], dtype
 
 
-def _run(op, x, axis, out, precision, keepdims=False):
-    p = _api.plan(op, x, axis, out, precision, keepdims)
+def _run(op, x, axis, out, precision, keepdims=False, **options):
+    p = _api.plan(op, x, axis, out, precision, keepdims, **options)
     if p.route != "done":
-        compute3(op, p.x3, p.y3, p.precision)
+        compute3(op, p.x3, p.y3, p.precision, p.w3, p.temperature)
     return p.finish()
 
 
-def compute3(op, x3, y3, precision):
-    """Fill `y3` with `op` of `x3` reduced along axis 1.
+def _run_backward(op, grad, y, axis, out, where):
+    p = _api.plan_backward(op, grad, y, axis, out, where)
+    if p.route != "done":
+        backward3(op, p.g3, p.x3, p.y3, p.w3)
+    return p.finish()
+
+
+def compute3(op, x3, y3, precision, w3=None, temperature=1.0):
+    """Fill `y3` with `op` of ``x3 / temperature`` reduced along axis 1.
 
     `x3` is ``(outer, n, inner)`` with n >= 1; `y3` has its shape, or
     ``(outer, inner)`` for logsumexp, and the same dtype; `y3` may be `x3`.
+    `w3` (None or bools of `x3`'s shape) selects the entries that take part:
+    the others give 0 / -inf whatever they hold, and a row without any gives
+    0 / -inf instead of the NaN of a row of only -inf.
     """
+    with np.errstate(all="ignore"):
+        if w3 is not None:
+            x3 = np.where(w3, x3, -np.inf)
+        _compute(op, x3, y3, precision, temperature)
+    if w3 is not None and op != "logsumexp":  # logsumexp's empty rows are already -inf
+        np.copyto(y3, 0 if op == "softmax" else -np.inf, where=~w3)
+
+
+def _compute(op, x3, y3, precision, temperature):
     exact = precision == "exact"
     widen = exact and x3.dtype.itemsize <= 4  # float32 is computed in float64
-    with np.errstate(all="ignore"):
-        work = x3.astype(np.float64) if widen else x3
-        maximum = work.max(axis=1, keepdims=True)
-        hi, lo = _shift(work, maximum, correct=exact and not widen)
-        e = np.exp(hi)
-        if exact:
-            is_max = hi == 0
-            ties = np.count_nonzero(is_max, axis=1, keepdims=True)
-            rest, rest_error = _sum_where(e, ~is_max, accurate=lo is not None)
-            if lo is not None:  # exp(hi + lo) = e + e*lo, and lo is 0 at the maximum
-                rest_error += (e * lo).sum(axis=1, keepdims=True)
-            # softmax divides by S = ties + rest; the logs take log1p(T) with
-            # T = S - 1 summed directly, which keeps log_softmax exact near 0.
-            total, total_error = _add(ties if op == "softmax" else ties - 1, rest, rest_error)
-        else:  # the classical algorithm, though float32 still sums in float64
-            total = e.sum(axis=1, keepdims=True, dtype=np.result_type(e.dtype, np.float64))
-            total_error = None
-        if op == "softmax":
-            if total_error is None:
-                np.divide(e, total, out=y3, casting="same_kind")
-                return
-            # e*(1 + lo) / (total + total_error) as q + q*(lo - total_error/total)
-            # with q = e / total: one rounded division plus a small correction.
-            e /= total
-            correction = lo - total_error / total
-            correction *= e
-            np.add(e, correction, out=y3)
+    work = x3.astype(np.float64) if widen else x3
+    maximum = work.max(axis=1, keepdims=True)
+    hi, lo = _shift(work, maximum, correct=exact and not widen)
+    is_max = hi == 0
+    if temperature != 1.0:
+        hi, lo = _divide(hi, lo, temperature, work, maximum)
+    e = np.exp(hi)
+    if exact:
+        ties = np.count_nonzero(is_max, axis=1, keepdims=True)
+        rest, rest_error = _sum_where(e, ~is_max, accurate=lo is not None)
+        if lo is not None:  # exp(hi + lo) = e + e*lo, and lo is 0 at the maximum
+            rest_error += (e * lo).sum(axis=1, keepdims=True)
+        # softmax divides by S = ties + rest; the logs take log1p(T) with
+        # T = S - 1 summed directly, which keeps log_softmax exact near 0.
+        total, total_error = _add(ties if op == "softmax" else ties - 1, rest, rest_error)
+    else:  # the classical algorithm, though float32 still sums in float64
+        total = e.sum(axis=1, keepdims=True, dtype=np.result_type(e.dtype, np.float64))
+        total_error = None
+    if op == "softmax":
+        if total_error is None:
+            np.divide(e, total, out=y3, casting="same_kind")
             return
-        if not exact:
-            log_total = np.log(total)
+        # e*(1 + lo) / (total + total_error) as q + q*(lo - total_error/total)
+        # with q = e / total: one rounded division plus a small correction.
+        e /= total
+        correction = lo - total_error / total
+        correction *= e
+        np.add(e, correction, out=y3)
+        return
+    if not exact:
+        log_total = np.log(total)
+    else:
+        log_total = np.log1p(total)
+        if total_error is not None:
+            log_total += total_error / (1 + total)
+    if op == "log_softmax":
+        if lo is None:
+            np.subtract(hi, log_total, out=y3, casting="same_kind")
         else:
-            log_total = np.log1p(total)
-            if total_error is not None:
-                log_total += total_error / (1 + total)
-        if op == "log_softmax":
-            if lo is None:
-                np.subtract(hi, log_total, out=y3, casting="same_kind")
-            else:
-                lo -= log_total
-                np.add(hi, lo, out=y3)
-            return
-        # logsumexp: rows of -inf give -inf, with +inf +inf, with NaN NaN.
-        result = np.where(np.isfinite(maximum), maximum + log_total, maximum)
-        np.copyto(y3, result[:, 0], casting="same_kind")
+            lo -= log_total
+            np.add(hi, lo, out=y3)
+        return
+    # logsumexp: rows of -inf give -inf, with +inf +inf, with NaN NaN.
+    result = np.where(np.isfinite(maximum), maximum + log_total, maximum)
+    np.copyto(y3, result[:, 0], casting="same_kind")
+
+
+def backward3(op, g3, s3, y3, w3=None):
+    """Fill `y3` with the vector-Jacobian product of `op` along axis 1.
+
+    `g3` is the gradient and `s3` the forward output (softmax or log_softmax),
+    both ``(outer, n, inner)``; `y3` (same shape and dtype) may be either.
+    Entries that `w3` excludes give 0 and are left out of the sums.
+    """
+    widen = g3.dtype.itemsize <= 4  # float32 is computed in float64
+    with np.errstate(all="ignore"):
+        grad = g3.astype(np.float64) if widen else g3
+        output = s3.astype(np.float64) if widen else s3
+        if w3 is not None:
+            grad = np.where(w3, grad, 0)
+        if op == "softmax_backward":
+            if w3 is not None:
+                output = np.where(w3, output, 0)
+            dot = _row_sum(grad * output, accurate=not widen)
+            result = (grad - dot) * output
+        else:
+            probabilities = np.exp(output)
+            result = grad - probabilities * _row_sum(grad, accurate=not widen)
+        np.copyto(y3, result, casting="same_kind")
+    if w3 is not None:
+        np.copyto(y3, 0, where=~w3)
+
+
+def _row_sum(terms, accurate):
+    """Sum along axis 1 (kept), to far below an ULP when `accurate`."""
+    if not accurate:
+        return terms.sum(axis=1, keepdims=True)
+    total, error = _accurate_sum(terms)
+    return total + error
 
 
 def _shift(work, maximum, correct):
@@ -237,6 +314,49 @@ def _shift(work, maximum, correct):
     # exp(hi) is 0 where x is -inf or x - max overflowed: lo must not be NaN.
     lo[hi == -np.inf] = 0
     return hi, lo
+
+
+def _divide(hi, lo, temperature, work, maximum):
+    """``(hi + lo) / temperature`` as a new pair; `lo` None: one rounded division.
+
+    ``q = hi / T`` rounded, plus the exact remainder ``hi - q*T`` (Dekker's
+    product on mantissas scaled to [0.5, 1), so no split overflows) and `lo`,
+    both divided by T: the pair keeps x / T exact far below an ULP.
+    """
+    quotient = hi / temperature
+    if lo is None:
+        return quotient, None
+    mantissa, exponent = np.frexp(quotient)
+    t_mantissa, t_exponent = math.frexp(temperature)
+    product, product_error = _two_product(mantissa, work.dtype.type(t_mantissa))
+    scaled_hi = np.ldexp(hi, -(exponent + t_exponent))  # about `product`: exact
+    remainder = (scaled_hi - product) - product_error
+    lo = np.ldexp(remainder / t_mantissa, exponent) + lo / temperature
+    # An overflowed x - max (a spread beyond the float range) may be finite
+    # once divided; far from 0, x/T - max/T is accurate enough there.
+    overflowed = (hi == -np.inf) & np.isfinite(work)
+    if overflowed.any():
+        quotient = np.where(overflowed, work / temperature - maximum / temperature, quotient)
+    lo[~(np.isfinite(quotient) & np.isfinite(hi))] = 0
+    return quotient, lo
+
+
+def _two_product(a, b):
+    """``a * b`` and its exact rounding error (Dekker, Veltkamp's split); |a|, |b| <= 1."""
+    product = a * b
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split(b)
+    error = ((a_hi * b_hi - product) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return product, error
+
+
+def _split(a):
+    """Veltkamp's split of `a` into two halves of its mantissa, ``a = hi + lo``."""
+    bits = np.finfo(a.dtype).nmant + 1
+    factor = a.dtype.type(2) ** ((bits + 1) // 2) + 1
+    scaled = factor * a
+    hi = scaled - (scaled - a)
+    return hi, a - hi
 
 
 def _sum_where(terms, where, accurate):

@@ -9,14 +9,15 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 from csoftmax.csoftmax cimport (
     csm_operation, csm_precision, CSM_ERROR_NO_MEMORY, CSM_EXACT, CSM_FAST, CSM_ISA_COUNT, CSM_ISA_INIT_OK,
     CSM_ISA_INIT_UNKNOWN_NAME, CSM_LOG_SOFTMAX, CSM_LOGSUMEXP, CSM_OK, CSM_SOFTMAX,
     csm_get_isa, csm_get_num_threads, csm_init, csm_isa_available, csm_isa_from_name,
-    csm_isa_name, csm_openmp_enabled, csm_reduce_f32, csm_reduce_f64, csm_set_isa,
-    csm_set_num_threads)
+    csm_isa_name, csm_openmp_enabled, csm_options, csm_reduce_f32, csm_reduce_f64,
+    csm_reduce_options_f32, csm_reduce_options_f64, csm_backward_f32, csm_backward_f64,
+    csm_set_isa, csm_set_num_threads)
 
 from csoftmax import _api, _fallback
 
@@ -26,6 +27,9 @@ cdef enum:
     MAX_FAST_DIMS = 32
 
 cdef object _OPERATION_NAMES = ("softmax", "log_softmax", "logsumexp")
+# The kernels scale by 1/T in the element dtype; beyond these bounds 1/T or its
+# products leave float32's range, so such (rare) temperatures run in NumPy.
+cdef object _KERNEL_TEMPERATURES = (2.0 ** -60, 2.0 ** 60)
 
 
 def _initialise():
@@ -68,18 +72,26 @@ cdef inline bint _overlap(cnp.ndarray a, cnp.ndarray b):
 
 
 cdef int _run(int operation, int precision, int type_number, const void *x, void *y,
-              int64_t outer, int64_t n, int64_t inner) except -1:
+              int64_t outer, int64_t n, int64_t inner, const uint8_t *where=NULL,
+              double temperature=1.0) except -1:
     cdef int status
+    cdef csm_options options
+    options.where = where
+    options.temperature = temperature
+    options.max_threads = 0
     with nogil:
         if type_number == cnp.NPY_FLOAT32:
-            status = csm_reduce_f32(<csm_operation> operation, <csm_precision> precision,
-                                    <const float *> x, <float *> y, outer, n, inner)
+            status = csm_reduce_options_f32(<csm_operation> operation, <csm_precision> precision,
+                                            <const float *> x, <float *> y, outer, n, inner,
+                                            &options)
         else:
-            status = csm_reduce_f64(<csm_operation> operation, <csm_precision> precision,
-                                    <const double *> x, <double *> y, outer, n, inner)
+            status = csm_reduce_options_f64(<csm_operation> operation, <csm_precision> precision,
+                                            <const double *> x, <double *> y, outer, n, inner,
+                                            &options)
     if status != CSM_OK:
         _raise_status(status)
     return 0
+
 
 
 cdef inline bint _plain_float_array(object x):
@@ -170,13 +182,18 @@ cdef int reduce_f64(int operation, int precision, const double *x, double *y,
     return csm_reduce_f64(<csm_operation> operation, <csm_precision> precision, x, y, outer, n, inner)
 
 
-def _compute3(operation_name, x3, y3, precision):
-    """Fills y3 from the normalised (outer, n, inner) x3 with the C kernel."""
+def _compute3(operation_name, x3, y3, precision, w3=None, temperature=1.0):
+    """Fills y3 from the normalised (outer, n, inner) x3 (and mask w3) with the C kernel."""
     cdef int operation = _OPERATION_NAMES.index(operation_name)
     cdef int precision_code = _precision_code(precision)
     cdef int64_t outer = x3.shape[0], n = x3.shape[1], inner = x3.shape[2]
     if x3.size == 0 or y3.size == 0:
         return
+    cdef const uint8_t[::1] where
+    cdef const uint8_t *where_pointer = NULL
+    if w3 is not None:
+        where = w3.reshape(-1).view(np.uint8)
+        where_pointer = &where[0]
     cdef const float[::1] x_f32
     cdef float[::1] y_f32
     cdef const double[::1] x_f64
@@ -184,45 +201,106 @@ def _compute3(operation_name, x3, y3, precision):
     if x3.dtype == np.float32:
         x_f32 = x3.reshape(-1)
         y_f32 = y3.reshape(-1)
-        _run(operation, precision_code, cnp.NPY_FLOAT32, &x_f32[0], &y_f32[0], outer, n, inner)
+        _run(operation, precision_code, cnp.NPY_FLOAT32, &x_f32[0], &y_f32[0], outer, n, inner,
+             where_pointer, temperature)
     else:
         x_f64 = x3.reshape(-1)
         y_f64 = y3.reshape(-1)
-        _run(operation, precision_code, cnp.NPY_FLOAT64, &x_f64[0], &y_f64[0], outer, n, inner)
+        _run(operation, precision_code, cnp.NPY_FLOAT64, &x_f64[0], &y_f64[0], outer, n, inner,
+             where_pointer, temperature)
+
+
+def _backward3(operation_name, g3, s3, y3, w3=None):
+    """Fills y3 with the vector-Jacobian product of g3 for the forward output s3 (C kernel)."""
+    cdef int operation = CSM_SOFTMAX if operation_name == "softmax_backward" else CSM_LOG_SOFTMAX
+    cdef int64_t outer = s3.shape[0], n = s3.shape[1], inner = s3.shape[2]
+    if s3.size == 0:
+        return
+    cdef const uint8_t[::1] where
+    cdef const uint8_t *where_pointer = NULL
+    if w3 is not None:
+        where = w3.reshape(-1).view(np.uint8)
+        where_pointer = &where[0]
+    cdef const float[::1] g_f32, s_f32
+    cdef float[::1] y_f32
+    cdef const double[::1] g_f64, s_f64
+    cdef double[::1] y_f64
+    cdef int status
+    if s3.dtype == np.float32:
+        g_f32 = g3.reshape(-1)
+        s_f32 = s3.reshape(-1)
+        y_f32 = y3.reshape(-1)
+        with nogil:
+            status = csm_backward_f32(<csm_operation> operation, &g_f32[0], &s_f32[0], where_pointer,
+                                      &y_f32[0], outer, n, inner, 0)
+    else:
+        g_f64 = g3.reshape(-1)
+        s_f64 = s3.reshape(-1)
+        y_f64 = y3.reshape(-1)
+        with nogil:
+            status = csm_backward_f64(<csm_operation> operation, &g_f64[0], &s_f64[0], where_pointer,
+                                      &y_f64[0], outer, n, inner, 0)
+    if status != CSM_OK:
+        _raise_status(status)
 
 
 cdef object _reduce(int operation, object x, object axis, object out, object precision,
-                    bint keepdims=False):
+                    bint keepdims=False, object where=None, object temperature=1.0,
+                    object dtype=None):
     cdef int precision_code = _precision_code(precision)
     cdef object result
-    if not keepdims:
+    if not keepdims and where is None and dtype is None and (
+            type(temperature) is float or type(temperature) is int) and temperature == 1:
         result = _fast_path(operation, x, axis, out, precision_code)
         if result is not None:
             return result
     name = _OPERATION_NAMES[operation]
-    plan = _api.plan(name, x, axis, out, precision, keepdims=keepdims)
-    if plan.route == "kernel":
-        _compute3(name, plan.x3, plan.y3, plan.precision)
-    elif plan.route == "numpy":
-        _fallback.compute3(name, plan.x3, plan.y3, plan.precision)
+    plan = _api.plan(name, x, axis, out, precision, keepdims=keepdims, where=where,
+                     temperature=temperature, dtype=dtype)
+    if plan.route == "kernel" and _KERNEL_TEMPERATURES[0] <= plan.temperature <= _KERNEL_TEMPERATURES[1]:
+        _compute3(name, plan.x3, plan.y3, plan.precision, plan.w3, plan.temperature)
+    elif plan.route != "done":
+        _fallback.compute3(name, plan.x3, plan.y3, plan.precision, plan.w3, plan.temperature)
     return plan.finish()
 
 
-def softmax(x, axis=None, *, out=None, precision="exact"):
+def softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None,
+            precision="exact"):
     """Softmax along `axis` (None: the whole array); see csoftmax.softmax."""
-    return _reduce(CSM_SOFTMAX, x, axis, out, precision)
+    return _reduce(CSM_SOFTMAX, x, axis, out, precision, False, where, temperature, dtype)
 
 
-def log_softmax(x, axis=None, *, out=None, precision="exact"):
+def log_softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None,
+                precision="exact"):
     """Log-softmax along `axis`; see csoftmax.log_softmax."""
-    return _reduce(CSM_LOG_SOFTMAX, x, axis, out, precision)
+    return _reduce(CSM_LOG_SOFTMAX, x, axis, out, precision, False, where, temperature, dtype)
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=None):
     """log(sum(exp(a))) along `axis`; `b` and `return_sign` take the NumPy path."""
     if b is not None or return_sign:
-        return _fallback.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign)
-    return _reduce(CSM_LOGSUMEXP, a, axis, None, "exact", keepdims)
+        return _fallback.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign,
+                                   where=where)
+    return _reduce(CSM_LOGSUMEXP, a, axis, None, "exact", keepdims, where)
+
+
+cdef object _backward(object name, object grad, object y, object axis, object out, object where):
+    plan = _api.plan_backward(name, grad, y, axis, out, where)
+    if plan.route == "kernel":
+        _backward3(name, plan.g3, plan.x3, plan.y3, plan.w3)
+    elif plan.route == "numpy":
+        _fallback.backward3(name, plan.g3, plan.x3, plan.y3, plan.w3)
+    return plan.finish()
+
+
+def softmax_backward(grad, y, axis=None, *, out=None, where=None):
+    """The vector-Jacobian product of softmax given its output y; see csoftmax.softmax_backward."""
+    return _backward("softmax_backward", grad, y, axis, out, where)
+
+
+def log_softmax_backward(grad, y, axis=None, *, out=None, where=None):
+    """The vector-Jacobian product of log_softmax given its output y."""
+    return _backward("log_softmax_backward", grad, y, axis, out, where)
 
 
 def get_num_threads():

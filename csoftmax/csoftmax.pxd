@@ -1,7 +1,7 @@
 # Declarations of the csoftmax C API (src_c/csoftmax.h) for other Cython code:
 #     from csoftmax.csoftmax cimport csm_reduce_f64, CSM_SOFTMAX, CSM_EXACT
 # Every function is nogil and never touches Python objects.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 
 cdef extern from "csoftmax.h" nogil:
@@ -33,6 +33,25 @@ cdef extern from "csoftmax.h" nogil:
                        int64_t outer, int64_t n, int64_t inner)
     int csm_reduce_f64(csm_operation operation, csm_precision precision, const double *x, double *y,
                        int64_t outer, int64_t n, int64_t inner)
+
+    ctypedef struct csm_options:
+        const uint8_t *where
+        double temperature
+        int max_threads
+
+    int csm_reduce_options_f32(csm_operation operation, csm_precision precision, const float *x,
+                               float *y, int64_t outer, int64_t n, int64_t inner,
+                               const csm_options *options)
+    int csm_reduce_options_f64(csm_operation operation, csm_precision precision, const double *x,
+                               double *y, int64_t outer, int64_t n, int64_t inner,
+                               const csm_options *options)
+
+    int csm_backward_f32(csm_operation operation, const float *grad, const float *s,
+                         const uint8_t *where, float *out, int64_t outer, int64_t n, int64_t inner,
+                         int max_threads)
+    int csm_backward_f64(csm_operation operation, const double *grad, const double *s,
+                         const uint8_t *where, double *out, int64_t outer, int64_t n, int64_t inner,
+                         int max_threads)
 
     int csm_get_num_threads()
     void csm_set_num_threads(int n)

@@ -26,10 +26,10 @@ static void CE_FN(row_grad)(const csm_cross_entropy *ce, const ELEMENT *x, const
     const int64_t n = ce->n;
     const double factor = ce->grad_factor, keep = 1.0 - ce->smoothing;
     csm_row_scale scale;
-    csm_row_scale_from_partials(partial, 1, CSM_SOFTMAX, &scale);
+    csm_row_scale_from_partials(partial, 1, CSM_SOFTMAX, NULL, &scale);
     scale.inverse_hi *= factor * mass;
     scale.inverse_lo = scale.inverse_lo == 0.0 ? 0.0 : scale.inverse_lo * factor * mass;
-    KERNEL_FN(ce->kernels, finish)(x, grad, n, CSM_SOFTMAX, CSM_EXACT, &scale);
+    KERNEL_FN(ce->kernels, finish)(x, NULL, grad, n, CSM_SOFTMAX, CSM_EXACT, NULL, &scale);
     if (q) {
         for (int64_t c = 0; c < n; c++) {
             const double share = ((double)q[c] * keep + ce->smoothing_class) * (ce->weight ? ce->weight[c] : 1.0);
@@ -59,8 +59,8 @@ static double CE_FN(row)(const csm_cross_entropy *ce, const ELEMENT *x, const EL
     }
     csm_partial partial;
     csm_row_scale scale;
-    KERNEL_FN(ce->kernels, partial)(x, NULL, n, CSM_EXACT, &partial);
-    if (csm_row_scale_from_partials(&partial, 1, CSM_LOG_SOFTMAX, &scale) != CSM_ROW_FINITE) {
+    KERNEL_FN(ce->kernels, partial)(x, NULL, NULL, n, CSM_EXACT, NULL, &partial);
+    if (csm_row_scale_from_partials(&partial, 1, CSM_LOG_SOFTMAX, NULL, &scale) != CSM_ROW_FINITE) {
         /* NaN, +inf or only -inf: log_softmax is NaN throughout, so is the loss */
         if (grad)
             CE_FN(fill)(grad, n, (ELEMENT)NAN);

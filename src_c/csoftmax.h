@@ -46,6 +46,37 @@ int csm_reduce_f32(csm_operation operation, csm_precision precision, const float
 int csm_reduce_f64(csm_operation operation, csm_precision precision, const double *x, double *y,
                    int64_t outer, int64_t n, int64_t inner);
 
+/* The same with options: an element mask, a temperature and a thread cap.
+ * where: NULL, or a 0/1 byte mask laid out like x; excluded elements are left
+ * out of every max and sum and give 0 (softmax) / -inf (log_softmax); a
+ * slice with nothing included gives all 0 / -inf (logsumexp: -inf).
+ * temperature: > 0 and finite; the result is softmax / log_softmax of the
+ * exact x / temperature (logsumexp takes only 1).
+ * max_threads: 0 for csm_get_num_threads(); the bits never depend on it. */
+typedef struct {
+    const uint8_t *where;
+    double temperature;
+    int max_threads;
+} csm_options;
+
+#define CSM_DEFAULT_OPTIONS {NULL, 1.0, 0}
+
+int csm_reduce_options_f32(csm_operation operation, csm_precision precision, const float *x, float *y,
+                           int64_t outer, int64_t n, int64_t inner, const csm_options *options);
+int csm_reduce_options_f64(csm_operation operation, csm_precision precision, const double *x, double *y,
+                           int64_t outer, int64_t n, int64_t inner, const csm_options *options);
+
+/* Gradients given the forward output s (all arrays (outer, n, inner),
+ * C-contiguous; out may be grad or s itself): operation CSM_SOFTMAX gives
+ * softmax's vector-Jacobian product s * (grad - sum(grad * s)), and
+ * CSM_LOG_SOFTMAX log_softmax's grad - exp(s) * sum(grad), for s the
+ * log_softmax output.  where: NULL or a mask as above (excluded outputs are
+ * 0 and stay out of the sums).  max_threads as in csm_options. */
+int csm_backward_f32(csm_operation operation, const float *grad, const float *s, const uint8_t *where, float *out,
+                     int64_t outer, int64_t n, int64_t inner, int max_threads);
+int csm_backward_f64(csm_operation operation, const double *grad, const double *s, const uint8_t *where,
+                     double *out, int64_t outer, int64_t n, int64_t inner, int max_threads);
+
 /* Threads: the override set by csm_set_num_threads, else omp_get_max_threads()
  * of the calling thread (so OMP_NUM_THREADS and threadpoolctl apply). */
 int csm_get_num_threads(void);

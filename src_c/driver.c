@@ -1,13 +1,13 @@
 /* Shapes -> kernels for both element types: the constants that fix how a
  * reduction is cut (never from the thread count, so results are bitwise
  * identical for any number of threads).  The per-type driver is
- * driver_body.h; the threading policy is parallel.h. */
+ * driver_body.h; the threading policy is parallel.h; the entry points are
+ * csm_reduce_f32/f64 and csm_reduce_options_f32/f64 of csoftmax.h. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "csoftmax.h"
 #include "dispatch.h"
-#include "driver.h"
 #include "parallel.h"
 
 /* Rows up to SHORT_ROW_BYTES run max | exp-store-sum | scale while the row
@@ -22,7 +22,9 @@ typedef struct {
     const csm_kernel_table *kernels;
     int operation, precision;
     int64_t outer, n, inner;
-    int64_t blocks; /* long rows: blocks per row */
+    int64_t blocks;                    /* long rows: blocks per row */
+    const uint8_t *where;              /* NULL or the mask, laid out like x */
+    const csm_temperature *temperature; /* NULL for temperature 1 */
 } csm_reduction;
 
 #define ELEMENT float

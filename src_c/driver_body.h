@@ -23,35 +23,48 @@ static void DRIVER_FN(fill)(ELEMENT *y, int64_t n, ELEMENT value)
         y[i] = value;
 }
 
+/* The outputs of a special row (NaN, +inf, only -inf): NaN where included,
+ * 0 (softmax) / -inf (log_softmax) where excluded. */
+static void DRIVER_FN(fill_special)(ELEMENT *y, const uint8_t *where, int64_t n, int operation)
+{
+    if (!where) {
+        DRIVER_FN(fill)(y, n, (ELEMENT)NAN);
+        return;
+    }
+    const ELEMENT excluded = operation == CSM_SOFTMAX ? (ELEMENT)0 : (ELEMENT)-INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = where[i] ? (ELEMENT)NAN : excluded;
+}
+
 /* One row that fits in cache. */
-static void DRIVER_FN(short_row)(const csm_kernel_table *kernels, int operation, int precision, const ELEMENT *x,
-                                 ELEMENT *y, int64_t n)
+static void DRIVER_FN(short_row)(const csm_reduction *r, const ELEMENT *x, const uint8_t *where, ELEMENT *y,
+                                 int64_t n)
 {
     csm_partial partial;
     csm_row_scale scale;
-    const int store = operation == CSM_SOFTMAX;
-    KERNEL_FN(kernels, partial)(x, store ? y : NULL, n, precision, &partial);
-    csm_row_state state = csm_row_scale_from_partials(&partial, 1, operation, &scale);
-    if (operation == CSM_LOGSUMEXP)
+    const int store = r->operation == CSM_SOFTMAX;
+    KERNEL_FN(r->kernels, partial)(x, where, store ? y : NULL, n, r->precision, r->temperature, &partial);
+    csm_row_state state = csm_row_scale_from_partials(&partial, 1, r->operation, r->temperature, &scale);
+    if (r->operation == CSM_LOGSUMEXP)
         *y = (ELEMENT)csm_logsumexp_from_state(state, &scale);
     else if (state != CSM_ROW_FINITE)
-        DRIVER_FN(fill)(y, n, (ELEMENT)NAN);
+        DRIVER_FN(fill_special)(y, where, n, r->operation);
     else if (store)
-        KERNEL_FN(kernels, scale)(y, n, precision, &scale);
+        KERNEL_FN(r->kernels, scale)(y, n, r->precision, &scale);
     else
-        KERNEL_FN(kernels, finish)(x, y, n, operation, precision, &scale);
+        KERNEL_FN(r->kernels, finish)(x, where, y, n, r->operation, r->precision, r->temperature, &scale);
 }
 
 static void DRIVER_FN(short_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int64_t begin, int64_t end)
 {
     const int64_t y_row = r->operation == CSM_LOGSUMEXP ? 1 : r->n;
     if (KERNEL_FN(r->kernels, rows) && r->n <= r->kernels->short_row_limit) {
-        KERNEL_FN(r->kernels, rows)(x + begin * r->n, y + begin * y_row, end - begin, r->n, r->operation,
-                                    r->precision);
+        KERNEL_FN(r->kernels, rows)(x + begin * r->n, r->where ? r->where + begin * r->n : NULL, y + begin * y_row,
+                                    end - begin, r->n, r->operation, r->precision, r->temperature);
         return;
     }
     for (int64_t row = begin; row < end; row++)
-        DRIVER_FN(short_row)(r->kernels, r->operation, r->precision, x + row * r->n, y + row * y_row, r->n);
+        DRIVER_FN(short_row)(r, x + row * r->n, r->where ? r->where + row * r->n : NULL, y + row * y_row, r->n);
 }
 
 static void DRIVER_FN(column_tiles)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int64_t begin, int64_t end)
@@ -62,14 +75,15 @@ static void DRIVER_FN(column_tiles)(const csm_reduction *r, const ELEMENT *x, EL
     for (int64_t item = begin; item < end; item++) {
         const int64_t slab = item / tiles, first_column = (item % tiles) * tile;
         const int64_t columns = r->inner - first_column < tile ? r->inner - first_column : tile;
-        KERNEL_FN(r->kernels, columns)(x + slab * r->n * r->inner + first_column, y + slab * y_slab + first_column,
-                                       r->n, r->inner, columns, r->operation, r->precision);
+        const int64_t offset = slab * r->n * r->inner + first_column;
+        KERNEL_FN(r->kernels, columns)(x + offset, r->where ? r->where + offset : NULL, y + slab * y_slab + first_column,
+                                       r->n, r->inner, columns, r->operation, r->precision, r->temperature);
     }
 }
 
 /* Long rows, phase 1: the partial of every (row, block) item.  Softmax also
- * stores exp(x - block max) in y, so phase 3 only rescales (x is read from
- * memory once); a block of only -inf stores zeros (kernel_table.h). */
+ * stores exp((x - block max) / T) in y, so phase 3 only rescales (x is read
+ * from memory once); a block of only -inf stores zeros (kernel_table.h). */
 static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, csm_partial *partials,
                                       int64_t begin, int64_t end)
 {
@@ -79,7 +93,8 @@ static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, 
         const int64_t row = item / r->blocks, start = (item % r->blocks) * block;
         const int64_t length = r->n - start < block ? r->n - start : block;
         const int64_t offset = row * r->n + start;
-        KERNEL_FN(r->kernels, partial)(x + offset, store ? y + offset : NULL, length, r->precision, &partials[item]);
+        KERNEL_FN(r->kernels, partial)(x + offset, r->where ? r->where + offset : NULL, store ? y + offset : NULL,
+                                       length, r->precision, r->temperature, &partials[item]);
     }
 }
 
@@ -93,16 +108,18 @@ static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, E
         const int64_t row = item / r->blocks, start = (item % r->blocks) * block;
         const int64_t length = r->n - start < block ? r->n - start : block;
         const int64_t offset = row * r->n + start;
+        const uint8_t *where = r->where ? r->where + offset : NULL;
         if (states[row] != CSM_ROW_FINITE) {
-            DRIVER_FN(fill)(y + offset, length, (ELEMENT)NAN);
+            DRIVER_FN(fill_special)(y + offset, where, length, r->operation);
         } else if (r->operation == CSM_SOFTMAX) {
             if (partials[item].max != -INFINITY) {
                 csm_row_scale block_scale;
-                csm_block_scale(&partials[item], &scales[row], &block_scale);
+                csm_block_scale(&partials[item], &scales[row], r->temperature, &block_scale);
                 KERNEL_FN(r->kernels, scale)(y + offset, length, r->precision, &block_scale);
             }
         } else {
-            KERNEL_FN(r->kernels, finish)(x + offset, y + offset, length, r->operation, r->precision, &scales[row]);
+            KERNEL_FN(r->kernels, finish)(x + offset, where, y + offset, length, r->operation, r->precision,
+                                          r->temperature, &scales[row]);
         }
     }
 }
@@ -131,7 +148,7 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
         while (csm_work_take(&row_work, &begin, &end)) {
             for (int64_t row = begin; row < end; row++) {
                 states[row] = csm_row_scale_from_partials(partials + row * r->blocks, r->blocks, r->operation,
-                                                          &scales[row]);
+                                                          r->temperature, &scales[row]);
                 if (r->operation == CSM_LOGSUMEXP)
                     y[row] = (ELEMENT)csm_logsumexp_from_state(states[row], &scales[row]);
             }
@@ -155,8 +172,6 @@ int DRIVER_FN(csm_reduce_options)(csm_operation operation, csm_precision precisi
         (precision != CSM_EXACT && precision != CSM_FAST) || !options || !(options->temperature > 0.0) ||
         options->temperature == INFINITY || (operation == CSM_LOGSUMEXP && options->temperature != 1.0))
         return CSM_ERROR_BAD_ARGUMENT;
-    if (options->where || options->temperature != 1.0)
-        return CSM_ERROR_BAD_ARGUMENT; /* not yet: the masked / tempered kernels */
     if (outer == 0 || inner == 0)
         return CSM_OK;
     if (n == 0) {
@@ -165,7 +180,9 @@ int DRIVER_FN(csm_reduce_options)(csm_operation operation, csm_precision precisi
         return CSM_OK;
     }
     const int max_threads = options->max_threads;
-    csm_reduction r = {csm_current_kernels(), operation, precision, outer, n, inner, 0};
+    csm_temperature temperature;
+    csm_reduction r = {csm_current_kernels(), operation, precision, outer, n, inner, 0, options->where,
+                       csm_temperature_init(&temperature, options->temperature)};
     const int64_t work = outer * n * inner;
     if (inner > 1) {
         const int64_t tile = KERNEL_FN(r.kernels, column_tile);

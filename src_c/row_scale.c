@@ -6,10 +6,13 @@
  * exp(max_b - M) computed in long double where it is wider than double
  * (x86-64, aarch64), so the combine adds well under 0.1 ULP to a float64
  * result.  log(sum) is log1p(sum - 1) with sum - 1 formed exactly from the
- * masked partials, which keeps log_softmax exact near 0.  Products use
+ * masked partials, which keeps log_softmax exact near 0.  With a temperature
+ * T the block factors are exp((max_b - M) / T), the difference times 1/T
+ * carried as a double-double.  Products use
  * Dekker's split rather than fma(): this file is built for the baseline ISA,
  * where fma() is a slow software routine. */
 #include <float.h>
+#include <stddef.h>
 #include <math.h>
 
 #include "kernels/kernel_table.h"
@@ -85,8 +88,33 @@ static void scale_from_rest(double_double rest, int operation, csm_row_scale *sc
     }
 }
 
-csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
-                                          int operation, csm_row_scale *scale)
+/* (max_b - M) / T as a double-double: exact difference, then times 1/T. */
+static double_double scaled_difference(double block_max, double row_max, const csm_temperature *temperature)
+{
+    double_double difference = two_sum(block_max, -row_max);
+    if (!temperature)
+        return difference;
+    double_double inverse = {temperature->inverse_hi, temperature->inverse_lo};
+    /* Far below exp's range the factor is 0 (and Dekker's split could overflow). */
+    if (difference.hi * inverse.hi < -0x1p20)
+        return (double_double){-INFINITY, 0.0};
+    return dd_mul(difference, inverse);
+}
+
+const csm_temperature *csm_temperature_init(csm_temperature *storage, double temperature)
+{
+    if (temperature == 1.0)
+        return NULL;
+    /* 1/T rounded, then the exact residual 1 - hi * T divided by T (once per
+     * call: the library fma() is fine here). */
+    double inverse = 1.0 / temperature;
+    storage->inverse_hi = inverse;
+    storage->inverse_lo = fma(-inverse, temperature, 1.0) / temperature;
+    return storage;
+}
+
+csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count, int operation,
+                                          const csm_temperature *temperature, csm_row_scale *scale)
 {
     double row_max = -INFINITY;
     for (int64_t b = 0; b < count; b++) {
@@ -114,7 +142,7 @@ csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t c
             rest = dd_add(rest, block_rest);
         } else if (p->max != -INFINITY) {
             double_double block_sum = dd_add(block_rest, (double_double){p->count, 0.0});
-            double_double difference = two_sum(p->max, -row_max);
+            double_double difference = scaled_difference(p->max, row_max, temperature);
             rest = dd_add(rest, dd_mul(block_sum, exp_double_double(difference)));
         }
     }
@@ -138,12 +166,13 @@ double csm_logsumexp_from_state(csm_row_state state, const csm_row_scale *scale)
     }
 }
 
-void csm_block_scale(const csm_partial *block, const csm_row_scale *row, csm_row_scale *scale)
+void csm_block_scale(const csm_partial *block, const csm_row_scale *row, const csm_temperature *temperature,
+                     csm_row_scale *scale)
 {
     *scale = *row;
     if (block->max == row->max)
         return;
-    double_double factor = exp_double_double(two_sum(block->max, -row->max));
+    double_double factor = exp_double_double(scaled_difference(block->max, row->max, temperature));
     double_double inverse = dd_mul(factor, (double_double){row->inverse_hi, row->inverse_lo});
     scale->inverse_hi = inverse.hi;
     scale->inverse_lo = inverse.lo;

@@ -16,7 +16,6 @@
 
 #include "csoftmax.h"
 #include "dispatch.h"
-#include "driver.h"
 #include "parallel.h"
 
 /* Chunks handed out per thread (as csm_work_for): enough to even out

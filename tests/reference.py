@@ -270,8 +270,9 @@ def ld_reference(x, op: str, axis=-1, keepdims=False) -> Ref:
     return Ref(back(hi), back(lo), back(dist), back(wd), back(logs_b), float(n))
 
 
-def mp_reference(x, op: str, axis=-1, keepdims=False, dps: int = 50) -> Ref:
-    """mpmath reference, element by element (exact input values, dps digits)."""
+def mp_reference(x, op: str, axis=-1, keepdims=False, dps: int = 50, temperature=1) -> Ref:
+    """mpmath reference, element by element (exact input values, dps digits), of
+    the exact values ``x / temperature`` (a float or an int, itself exact)."""
     if mpmath is None:  # pragma: no cover
         raise RuntimeError("mpmath is required")
     x = np.asarray(x)
@@ -286,7 +287,7 @@ def mp_reference(x, op: str, axis=-1, keepdims=False, dps: int = 50) -> Ref:
     with mpmath.workdps(dps):
         for r in range(nrows):
             row = rows[r]
-            vals = [_to_mpf(v) for v in row]
+            vals = [_to_mpf(v) / temperature for v in row]
             has_nan = any(mpmath.isnan(v) for v in vals)
             has_pinf = any(v == mpmath.inf for v in vals)
             all_ninf = all(v == -mpmath.inf for v in vals)
@@ -499,3 +500,141 @@ def max_ulp(got, ref: Ref):
     u = ulp_errors(got, ref)
     mask = np.isfinite(ref.hi) & (np.abs(ref.hi) >= np.finfo(dt).tiny)
     return float(np.max(u[mask])) if np.any(mask) else 0.0
+
+
+# ---------------------------------------------------------------------------
+# Issue 5 (DESIGN.md section 3): where=, the vector-Jacobian products, the Jacobian
+# ---------------------------------------------------------------------------
+#
+# where= and temperature= use the table above unchanged: a masked row is the
+# softmax of its included entries, a tempered row the softmax of x / T.
+#
+# The gradients have no contract bar; these are the bounds of a stable
+# formula. softmax_backward s * (g - d), d = sum_j g_j s_j: the subtraction
+# g - d cancels, so beside k ULP of the result the error may reach
+# c * u * cond with cond = |s_i| (|g_i| + sum_j |g_j s_j|) -- the rounding of
+# d to the result dtype (u: unit roundoff of the result dtype), the condition
+# of the problem -- plus n * u64 * cond for a recursive float64 sum.
+# log_softmax_backward g - p G, p = exp(s), G = sum_j g_j:
+# cond = |g_i| + p_i sum_j |g_j| (the exp of s and the sum, same terms).
+
+TOLERANCES.update({
+    ("softmax_backward", "float64", "exact"): Tol(
+        4, 2, np.float64, "2 roundings of s * (g - d) + exp/sum; cancellation in g - d: 2u * cond"),
+    ("softmax_backward", "float32", "exact"): Tol(
+        2, 2, np.float32, "computed in float64 or float32 with a float64 sum: 2 ULP + 2u32 * cond"),
+    ("softmax_backward", "float16", "exact"): Tol(
+        1, 2, np.float16, "computed in float32, rounded once to float16"),
+    ("log_softmax_backward", "float64", "exact"): Tol(
+        4, 2, np.float64, "exp(s) within 1 ULP, the product and the difference; 2u * cond"),
+    ("log_softmax_backward", "float32", "exact"): Tol(
+        2, 2, np.float32, "computed in float64 or float32 with a float64 sum: 2 ULP + 2u32 * cond"),
+    ("log_softmax_backward", "float16", "exact"): Tol(
+        1, 2, np.float16, "computed in float32, rounded once to float16"),
+    # J = diag(y) - y y^T from the library's own y (each y within 4 ULP): an
+    # off-diagonal -y_i y_j is within 4 + 4 ULP + its rounding; the diagonal
+    # y_i * sum_{j != i} y_j likewise (a sum of positive terms keeps the
+    # relative error of its terms) plus n * u64 for that sum (c_spread * n * u64).
+    ("softmax_jacobian", "float64", "exact"): Tol(9, 1, np.float64, "two 4-ULP outputs multiplied"),
+    ("softmax_jacobian", "float32", "exact"): Tol(9, 1, np.float32, "two 4-ULP outputs multiplied"),
+})
+
+
+def masked_reference(x, where, op, axis=-1, keepdims=False, temperature=1) -> Ref:
+    """mp_reference of each row's included entries; excluded entries and rows
+    with none give 0 (softmax) / -inf (log_softmax, logsumexp)."""
+    x = np.asarray(x)
+    where = np.broadcast_to(np.asarray(where, dtype=bool), x.shape)
+    rows, perm, kept_shape, axes = _rows(x, axis)
+    keep_rows = _rows(where, axis)[0]
+    nrows, n = rows.shape
+    out_n = 1 if op == "logsumexp" else n
+    fill = 0.0 if op == "softmax" else -np.inf
+    names = ("hi", "lo", "dist", "wdist", "logs")
+    fields = {name: np.zeros((nrows, out_n)) for name in names}
+    fields["hi"][:] = fill
+    for r in range(nrows):
+        keep = keep_rows[r]
+        if not keep.any():
+            continue
+        ref = mp_reference(rows[r][keep], op, axis=-1, temperature=temperature)
+        columns = slice(None) if op == "logsumexp" else keep
+        for name in names:
+            fields[name][r, columns] = np.ravel(getattr(ref, name))
+
+    def back(a):
+        if op == "logsumexp":
+            a = a[:, 0]
+        return np.array(_unrows(a, x.shape, perm, kept_shape, axes, op, keepdims), order="C")
+
+    return Ref(*(back(fields[name]) for name in names), float(n))
+
+
+def mp_backward_reference(grad, y, op, axis=-1, where=None):
+    """The exact vector-Jacobian product of the given (float) `grad` and `y`.
+
+    Returns ``(hi, lo, cond)``: the exact value as a float64 pair and the
+    condition term of the tolerance table (see above). `where` excludes
+    entries: 0 there, left out of the sums.
+    """
+    grad, y = np.asarray(grad), np.asarray(y)
+    where = np.ones(y.shape, bool) if where is None else np.broadcast_to(where, y.shape)
+    g_rows, perm, kept_shape, axes = _rows(grad, axis)
+    y_rows = _rows(y, axis)[0]
+    w_rows = _rows(where, axis)[0]
+    hi, lo, cond = (np.zeros(y_rows.shape) for _ in range(3))
+    with mpmath.workdps(50):
+        for r in range(y_rows.shape[0]):
+            keep = [bool(v) for v in w_rows[r]]
+            g = [_to_mpf(v) if k else mpmath.mpf(0) for v, k in zip(g_rows[r], keep)]
+            s = [_to_mpf(v) if k else mpmath.mpf(0) for v, k in zip(y_rows[r], keep)]
+            if op == "softmax_backward":
+                dot = mpmath.fsum(a * b for a, b in zip(g, s))
+                scale = mpmath.fsum(abs(a * b) for a, b in zip(g, s))
+                values = [b * (a - dot) for a, b in zip(g, s)]
+                conds = [abs(b) * (abs(a) + scale) for a, b in zip(g, s)]
+            else:
+                p = [mpmath.exp(b) if k else mpmath.mpf(0) for b, k in zip(s, keep)]
+                total = mpmath.fsum(g)
+                scale = mpmath.fsum(abs(a) for a in g)
+                values = [a - q * total for a, q in zip(g, p)]
+                conds = [abs(a) + q * scale for a, q in zip(g, p)]
+            for j, (value, c) in enumerate(zip(values, conds)):
+                hi[r, j], lo[r, j] = _pair_from_mp(value) if keep[j] else (0.0, 0.0)
+                cond[r, j] = float(c)
+
+    def back(a):
+        return np.array(_unrows(a, y.shape, perm, kept_shape, axes, "softmax"), order="C")
+
+    return back(hi), back(lo), back(cond)
+
+
+def assert_close_to(got, hi, lo, cond, op, n, dtype=None, msg=""):
+    """got within the table's k ULP of hi + lo plus (c u + n u64) * cond."""
+    got = np.asarray(got)
+    dt = np.dtype(dtype) if dtype is not None else got.dtype.newbyteorder("=")
+    tol = tolerance_of(op, dt)
+    with np.errstate(all="ignore"):
+        err = np.abs((got.astype(np.float64) - hi) - lo)
+        spacing = np.spacing(np.abs(hi).astype(dt)).astype(np.float64)
+        spacing = np.maximum(spacing, np.finfo(dt).smallest_subnormal)
+        u = float(np.finfo(tol.compute).eps) / 2
+        allowed = tol.k_ulp * spacing + (tol.c_spread * u + n * U64) * cond
+    finite = np.isfinite(hi)
+    problems = []
+    if not np.array_equal(np.isnan(got), ~finite & np.isnan(hi)):
+        problems.append("NaN pattern differs")
+    over = finite & ~(err <= allowed)
+    if over.any():
+        worst = np.unravel_index(np.argmax(np.where(over, err / allowed, -1)), err.shape)
+        problems.append(f"{int(over.sum())} of {int(finite.sum())} over tolerance ({op}, {dt.name}); "
+                        f"worst at {worst}: got {got[worst]!r}, ref {hi[worst]!r}, "
+                        f"{err[worst] / spacing[worst]:.1f} ULP, allowed "
+                        f"{allowed[worst] / spacing[worst]:.1f}")
+    if problems:
+        raise AssertionError((msg + ": " if msg else "") + "; ".join(problems))
+
+
+def tolerance_of(op, dtype):
+    """The table's entry for an issue-5 operation (any precision reads "exact")."""
+    return TOLERANCES[(op, np.dtype(dtype).name, "exact")]

@@ -43,32 +43,56 @@ typedef enum {
     CSM_ROW_NEG_INF = 3  /* only -inf: softmax NaN, logsumexp -inf */
 } csm_row_state;
 
+/* 1 / temperature as a double-double (hi + lo), for kernels that compute
+ * exp((x - max) / temperature); a NULL csm_temperature * means temperature 1. */
+typedef struct {
+    double inverse_hi, inverse_lo;
+} csm_temperature;
+
+/* Every kernel that reads x also takes `where`: NULL, or a 0/1 byte mask laid
+ * out exactly like x.  Excluded elements read as -inf (out of every max and
+ * sum) and give 0 (softmax) or -inf (log_softmax) -- except in special rows,
+ * whose excluded outputs the driver writes (csm_fill_special_*). */
 typedef struct {
     const char *name;
     /* One contiguous row or block: fills *partial.  With y != NULL (which may
-     * be x) it also stores exp(x - max) into y and fills an unmasked partial;
-     * when max is -inf it stores zeros and fills the masked partial instead. */
-    void (*partial_f32)(const float *x, float *y, int64_t n, int precision, csm_partial *partial);
-    void (*partial_f64)(const double *x, double *y, int64_t n, int precision, csm_partial *partial);
+     * be x) it also stores exp((x - max) / T) into y and fills an unmasked
+     * partial; when max is -inf it stores zeros and fills the masked partial. */
+    void (*partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
+                        const csm_temperature *temperature, csm_partial *partial);
+    void (*partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
+                        const csm_temperature *temperature, csm_partial *partial);
     /* y *= 1 / sum, in place (after partial with y). */
     void (*scale_f32)(float *y, int64_t n, int precision, const csm_row_scale *scale);
     void (*scale_f64)(double *y, int64_t n, int precision, const csm_row_scale *scale);
-    /* Output pass from x: softmax y = exp(x - M) / sum, log_softmax y = x - M - log(sum). */
-    void (*finish_f32)(const float *x, float *y, int64_t n, int operation, int precision,
-                       const csm_row_scale *scale);
-    void (*finish_f64)(const double *x, double *y, int64_t n, int operation, int precision,
-                       const csm_row_scale *scale);
+    /* Output pass from x: softmax y = exp((x - M) / T) / sum, log_softmax y = (x - M) / T - log(sum). */
+    void (*finish_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int operation, int precision,
+                       const csm_temperature *temperature, const csm_row_scale *scale);
+    void (*finish_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int operation, int precision,
+                       const csm_temperature *temperature, const csm_row_scale *scale);
     /* A tile of `columns` adjacent columns of an (n, inner) slab, whole operation:
-     * x and y point at the tile's first column; rows are `inner` elements apart.
-     * For logsumexp y receives `columns` values. */
-    void (*columns_f32)(const float *x, float *y, int64_t n, int64_t inner, int64_t columns,
-                        int operation, int precision);
-    void (*columns_f64)(const double *x, double *y, int64_t n, int64_t inner, int64_t columns,
-                        int operation, int precision);
+     * x, where and y point at the tile's first column; rows are `inner` elements
+     * apart.  For logsumexp y receives `columns` values.  Special columns are
+     * complete (NaN where included, 0 / -inf where excluded). */
+    void (*columns_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int64_t inner, int64_t columns,
+                        int operation, int precision, const csm_temperature *temperature);
+    void (*columns_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int64_t inner,
+                        int64_t columns, int operation, int precision, const csm_temperature *temperature);
     /* `rows` contiguous rows of n <= short_row_limit elements, whole operation
      * (logsumexp: `rows` values).  NULL where per-row kernels are as good. */
-    void (*rows_f32)(const float *x, float *y, int64_t rows, int64_t n, int operation, int precision);
-    void (*rows_f64)(const double *x, double *y, int64_t rows, int64_t n, int operation, int precision);
+    void (*rows_f32)(const float *x, const uint8_t *where, float *y, int64_t rows, int64_t n, int operation,
+                     int precision, const csm_temperature *temperature);
+    void (*rows_f64)(const double *x, const uint8_t *where, double *y, int64_t rows, int64_t n, int operation,
+                     int precision, const csm_temperature *temperature);
+    /* Gradients given the forward output s: operation CSM_SOFTMAX gives
+     * s * (g - sum(g * s)), CSM_LOG_SOFTMAX g - exp(s) * sum(g), summed over
+     * the included elements (excluded outputs are 0).  inner == 1: one row of
+     * n (columns is 1); inner > 1: a tile of `columns` <= column_tile columns
+     * of an (n, inner) slab, rows `inner` elements apart. */
+    void (*backward_f32)(const float *g, const float *s, const uint8_t *where, float *out, int64_t n, int64_t inner,
+                         int64_t columns, int operation);
+    void (*backward_f64)(const double *g, const double *s, const uint8_t *where, double *out, int64_t n,
+                         int64_t inner, int64_t columns, int operation);
     int64_t column_tile_f32; /* widest tile columns_f32 accepts */
     int64_t column_tile_f64;
     int64_t short_row_limit;
@@ -77,12 +101,17 @@ typedef struct {
 /* Combine partials in their given (fixed) order into a row scale: row_scale.c.
  * Shared by the driver and the column kernels so the special-value rules and
  * the exact combine live in one place. */
-csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count,
-                                          int operation, csm_row_scale *scale);
+csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count, int operation,
+                                          const csm_temperature *temperature, csm_row_scale *scale);
 
-/* The scale of one softmax block that stored exp(x - block max): the row's
- * 1/sum times exp(block max - M), as a double-double. */
-void csm_block_scale(const csm_partial *block, const csm_row_scale *row, csm_row_scale *scale);
+/* The scale of one softmax block that stored exp((x - block max) / T): the
+ * row's 1/sum times exp((block max - M) / T), as a double-double. */
+void csm_block_scale(const csm_partial *block, const csm_row_scale *row, const csm_temperature *temperature,
+                     csm_row_scale *scale);
+
+/* 1 / temperature as a double-double; NULL for temperature 1 (kernels then
+ * run their untempered code). */
+const csm_temperature *csm_temperature_init(csm_temperature *storage, double temperature);
 
 /* logsumexp of a row from its state and scale (M + log(sum), or the special value). */
 double csm_logsumexp_from_state(csm_row_state state, const csm_row_scale *scale);

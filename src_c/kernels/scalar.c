@@ -31,6 +31,8 @@ const csm_kernel_table csm_kernels_scalar = {
     .finish_f64 = finish_f64_scalar,
     .columns_f32 = columns_f32_scalar,
     .columns_f64 = columns_f64_scalar,
+    .backward_f32 = backward_f32_scalar,
+    .backward_f64 = backward_f64_scalar,
     .column_tile_f32 = SCALAR_COLUMN_TILE,
     .column_tile_f64 = SCALAR_COLUMN_TILE,
 };

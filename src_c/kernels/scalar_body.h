@@ -11,32 +11,60 @@
 #define SCALAR_FN2(name, suffix) SCALAR_FN_(name, suffix)
 #define SCALAR_FN(name) SCALAR_FN2(name, SUFFIX)
 
-/* x - max as hi + lo: exact in exact mode, rounded to ELEMENT in fast mode. */
-static double SCALAR_FN(difference)(ELEMENT x, double row_max, int exact, double *lo)
+/* x - max as hi + lo: exact in exact mode, rounded to ELEMENT in fast mode.
+ * With a temperature the pair is then multiplied by 1/T (a double-double):
+ * exact mode keeps the product's rounding error (Dekker) in lo. */
+static double SCALAR_FN(difference)(ELEMENT x, double row_max, int exact, const csm_temperature *temperature,
+                                    double *lo)
 {
     if (!exact) {
         *lo = 0.0;
-        return (double)(ELEMENT)((double)x - row_max);
+        double d = (double)(ELEMENT)((double)x - row_max);
+        return temperature ? (double)(ELEMENT)(d * temperature->inverse_hi) : d;
     }
     double big = (double)x < -row_max ? (double)x : -row_max;
     double small = (double)x < -row_max ? -row_max : (double)x;
     double hi = big + small;
     *lo = isinf(hi) ? 0.0 : small - (hi - big);
+    if (temperature && isfinite(hi)) {
+        const double split = 134217729.0; /* 2^27 + 1 */
+        const double inverse = temperature->inverse_hi;
+        double p = hi * inverse;
+        if (isinf(p) || fabs(hi) > 0x1p995) { /* far outside exp's range: lo no longer matters */
+            *lo = 0.0;
+            return p;
+        }
+        double ch = split * hi, ci = split * inverse;
+        double h1 = ch - (ch - hi), h2 = hi - h1, i1 = ci - (ci - inverse), i2 = inverse - i1;
+        double error = ((h1 * i1 - p) + h1 * i2 + h2 * i1) + h2 * i2;
+        *lo = error + hi * temperature->inverse_lo + *lo * inverse;
+        return p;
+    }
+    if (temperature && isinf(hi) && !isinf((double)x)) /* x - M overflowed; (x - M) / T may not */
+        return (double)x * temperature->inverse_hi - row_max * temperature->inverse_hi;
+    if (temperature)
+        hi *= temperature->inverse_hi;
     return hi;
 }
 
-static double SCALAR_FN(exp_minus_max)(ELEMENT x, double row_max, int exact)
+static double SCALAR_FN(exp_minus_max)(ELEMENT x, double row_max, int exact, const csm_temperature *temperature)
 {
     double lo;
-    double e = exp(SCALAR_FN(difference)(x, row_max, exact, &lo));
+    double e = exp(SCALAR_FN(difference)(x, row_max, exact, temperature, &lo));
     return e + e * lo;
 }
 
-static double SCALAR_FN(max)(const ELEMENT *x, int64_t n)
+/* Excluded elements read as -inf. */
+static ELEMENT SCALAR_FN(load)(const ELEMENT *x, const uint8_t *where, int64_t i)
+{
+    return !where || where[i] ? x[i] : (ELEMENT)-INFINITY;
+}
+
+static double SCALAR_FN(max)(const ELEMENT *x, const uint8_t *where, int64_t n)
 {
     double row_max = -INFINITY;
     for (int64_t i = 0; i < n; i++)
-        if (x[i] > row_max)
+        if (SCALAR_FN(load)(x, where, i) > row_max)
             row_max = x[i];
     return row_max;
 }
@@ -50,23 +78,25 @@ static void SCALAR_FN(kahan_add)(double *sum, double *compensation, double term)
 }
 
 /* A NaN x gives a NaN term (exp(NaN)), which the driver turns into a NaN row. */
-static void SCALAR_FN(partial)(const ELEMENT *x, ELEMENT *y, int64_t n, int precision, csm_partial *partial)
+static void SCALAR_FN(partial)(const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n, int precision,
+                               const csm_temperature *temperature, csm_partial *partial)
 {
     const int exact = precision == CSM_EXACT;
-    const double row_max = SCALAR_FN(max)(x, n);
+    const double row_max = SCALAR_FN(max)(x, where, n);
     if (y && row_max == -INFINITY) {
         /* only -inf (and NaN): nothing finite to store against, and y may be x */
-        SCALAR_FN(partial)(x, NULL, n, precision, partial);
+        SCALAR_FN(partial)(x, where, NULL, n, precision, temperature, partial);
         for (int64_t i = 0; i < n; i++)
             y[i] = 0;
         return;
     }
     double sum = 0.0, compensation = 0.0, maxima = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        double e = SCALAR_FN(exp_minus_max)(x[i], row_max, exact);
+        const ELEMENT value = SCALAR_FN(load)(x, where, i);
+        double e = SCALAR_FN(exp_minus_max)(value, row_max, exact, temperature);
         if (y) {
             y[i] = (ELEMENT)e;
-        } else if (x[i] == row_max) {
+        } else if (value == row_max) {
             maxima += 1.0;
             continue;
         }
@@ -89,47 +119,52 @@ static void SCALAR_FN(scale)(ELEMENT *y, int64_t n, int precision, const csm_row
         y[i] = SCALAR_FN(scaled)(y[i], scale, precision == CSM_EXACT);
 }
 
-static ELEMENT SCALAR_FN(log_softmax)(ELEMENT x, const csm_row_scale *scale, int exact)
+static ELEMENT SCALAR_FN(log_softmax)(ELEMENT x, const csm_row_scale *scale, int exact,
+                                      const csm_temperature *temperature)
 {
     double lo;
-    double hi = SCALAR_FN(difference)(x, scale->max, exact, &lo);
+    double hi = SCALAR_FN(difference)(x, scale->max, exact, temperature, &lo);
     return (ELEMENT)((hi - scale->log_sum) + lo);
 }
 
-static void SCALAR_FN(finish)(const ELEMENT *x, ELEMENT *y, int64_t n, int operation, int precision,
-                              const csm_row_scale *scale)
+static void SCALAR_FN(finish)(const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n, int operation,
+                              int precision, const csm_temperature *temperature, const csm_row_scale *scale)
 {
     const int exact = precision == CSM_EXACT;
     for (int64_t i = 0; i < n; i++) {
+        const ELEMENT value = SCALAR_FN(load)(x, where, i);
         if (operation == CSM_SOFTMAX)
-            y[i] = SCALAR_FN(scaled)(SCALAR_FN(exp_minus_max)(x[i], scale->max, exact), scale, exact);
+            y[i] = SCALAR_FN(scaled)(SCALAR_FN(exp_minus_max)(value, scale->max, exact, temperature), scale, exact);
         else
-            y[i] = SCALAR_FN(log_softmax)(x[i], scale, exact);
+            y[i] = SCALAR_FN(log_softmax)(value, scale, exact, temperature);
     }
 }
 
 /* A tile of columns: per-column accumulators, rows walked in order. */
-static void SCALAR_FN(columns)(const ELEMENT *x, ELEMENT *y, int64_t n, int64_t inner, int64_t columns,
-                               int operation, int precision)
+static void SCALAR_FN(columns)(const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n, int64_t inner,
+                               int64_t columns, int operation, int precision, const csm_temperature *temperature)
 {
     const int exact = precision == CSM_EXACT;
     const int store = operation == CSM_SOFTMAX;
     csm_partial partials[SCALAR_COLUMN_TILE];
     double compensation[SCALAR_COLUMN_TILE];
+    csm_row_state states[SCALAR_COLUMN_TILE];
     for (int64_t j = 0; j < columns; j++) {
         partials[j].max = -INFINITY;
         partials[j].count = partials[j].rest_hi = partials[j].rest_lo = compensation[j] = 0.0;
     }
     /* pass 1: maxima */
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < columns; j++)
-            if (x[i * inner + j] > partials[j].max)
-                partials[j].max = x[i * inner + j];
+        for (int64_t j = 0; j < columns; j++) {
+            const ELEMENT value = SCALAR_FN(load)(x, where, i * inner + j);
+            if (value > partials[j].max)
+                partials[j].max = value;
+        }
     /* pass 2: exp and sums */
     for (int64_t i = 0; i < n; i++) {
         for (int64_t j = 0; j < columns; j++) {
-            const ELEMENT value = x[i * inner + j];
-            double e = SCALAR_FN(exp_minus_max)(value, partials[j].max, exact);
+            const ELEMENT value = SCALAR_FN(load)(x, where, i * inner + j);
+            double e = SCALAR_FN(exp_minus_max)(value, partials[j].max, exact, temperature);
             if (store) {
                 y[i * inner + j] = (ELEMENT)e;
             } else if (value == partials[j].max) {
@@ -145,20 +180,50 @@ static void SCALAR_FN(columns)(const ELEMENT *x, ELEMENT *y, int64_t n, int64_t 
         double sum = partials[j].rest_hi;
         partials[j].rest_hi = sum - compensation[j];
         partials[j].rest_lo = -(compensation[j] + (partials[j].rest_hi - sum));
-        csm_row_state state = csm_row_scale_from_partials(&partials[j], 1, operation, &scales[j]);
+        if (store && partials[j].max == -INFINITY)
+            partials[j].count = 0.0; /* only -inf or nothing included: the stored terms are not a partial */
+        states[j] = csm_row_scale_from_partials(&partials[j], 1, operation, temperature, &scales[j]);
         if (operation == CSM_LOGSUMEXP)
-            y[j] = (ELEMENT)csm_logsumexp_from_state(state, &scales[j]);
-        else if (state != CSM_ROW_FINITE)
-            scales[j].max = scales[j].inverse_hi = scales[j].inverse_lo = scales[j].log_sum = NAN;
+            y[j] = (ELEMENT)csm_logsumexp_from_state(states[j], &scales[j]);
     }
     if (operation == CSM_LOGSUMEXP)
         return;
+    const ELEMENT excluded = store ? (ELEMENT)0 : (ELEMENT)-INFINITY;
     for (int64_t i = 0; i < n; i++) {
         for (int64_t j = 0; j < columns; j++) {
-            if (store)
-                y[i * inner + j] = SCALAR_FN(scaled)(y[i * inner + j], &scales[j], exact);
+            const int64_t at = i * inner + j;
+            if (states[j] != CSM_ROW_FINITE)
+                y[at] = !where || where[at] ? (ELEMENT)NAN : excluded;
+            else if (store)
+                y[at] = SCALAR_FN(scaled)(y[at], &scales[j], exact);
             else
-                y[i * inner + j] = SCALAR_FN(log_softmax)(x[i * inner + j], &scales[j], exact);
+                y[at] = SCALAR_FN(log_softmax)(SCALAR_FN(load)(x, where, at), &scales[j], exact, temperature);
+        }
+    }
+}
+
+/* Gradients (kernel_table.h): per column of the tile, a Kahan sum in double
+ * over the included elements, then each output formed in double. */
+static void SCALAR_FN(backward)(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out, int64_t n,
+                                int64_t inner, int64_t columns, int operation)
+{
+    const int softmax = operation == CSM_SOFTMAX;
+    for (int64_t j = 0; j < columns; j++) {
+        double sum = 0.0, compensation = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t at = i * inner + j;
+            if (!where || where[at])
+                SCALAR_FN(kahan_add)(&sum, &compensation, softmax ? (double)g[at] * (double)s[at] : (double)g[at]);
+        }
+        sum -= compensation;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t at = i * inner + j;
+            if (where && !where[at])
+                out[at] = 0;
+            else if (softmax)
+                out[at] = (ELEMENT)((double)s[at] * ((double)g[at] - sum));
+            else
+                out[at] = (ELEMENT)((double)g[at] - exp((double)s[at]) * sum);
         }
     }
 }

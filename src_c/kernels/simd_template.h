@@ -85,23 +85,123 @@ static const double EXP_Q_F64[10] = {
 
 #define UNROLL 4 /* vectors per main-loop iteration */
 
+/* Calls BODY(exact, a, b, c) with every flag (0 or 1) a compile-time
+ * constant, so each variant is specialised (no run-time flags in loops). */
+#define SPECIALISE(BODY, exact, a, b, c)                                                                           \
+    do {                                                                                                           \
+        switch ((exact) | (a) << 1 | (b) << 2 | (c) << 3) {                                                        \
+        case 0: BODY(0, 0, 0, 0); break;                                                                           \
+        case 1: BODY(1, 0, 0, 0); break;                                                                           \
+        case 2: BODY(0, 1, 0, 0); break;                                                                           \
+        case 3: BODY(1, 1, 0, 0); break;                                                                           \
+        case 4: BODY(0, 0, 1, 0); break;                                                                           \
+        case 5: BODY(1, 0, 1, 0); break;                                                                           \
+        case 6: BODY(0, 1, 1, 0); break;                                                                           \
+        case 7: BODY(1, 1, 1, 0); break;                                                                           \
+        case 8: BODY(0, 0, 0, 1); break;                                                                           \
+        case 9: BODY(1, 0, 0, 1); break;                                                                           \
+        case 10: BODY(0, 1, 0, 1); break;                                                                          \
+        case 11: BODY(1, 1, 0, 1); break;                                                                          \
+        case 12: BODY(0, 0, 1, 1); break;                                                                          \
+        case 13: BODY(1, 0, 1, 1); break;                                                                          \
+        case 14: BODY(0, 1, 1, 1); break;                                                                          \
+        default: BODY(1, 1, 1, 1); break;                                                                          \
+        }                                                                                                          \
+    } while (0)
+
+/* 1 / temperature in lanes (hi + lo); (1, 0) without a temperature. */
+typedef struct {
+    vf hi, lo;
+} vf_inverse;
+typedef struct {
+    vd hi, lo;
+} vd_inverse;
+
+static vf_inverse inverse_f32(const csm_temperature *temperature)
+{
+    vf_inverse inverse = {vf_set1(1.0f), vf_set1(0.0f)};
+    if (temperature) {
+        /* 1/T beyond float's range is clamped: the products it scales are far outside exp's range then. */
+        const double wide = temperature->inverse_hi < 0x1.FFFFFEp127 ? temperature->inverse_hi : 0x1.FFFFFEp127;
+        const float hi = (float)wide;
+        inverse.hi = vf_set1(hi);
+        inverse.lo = vf_set1(wide == temperature->inverse_hi ? (float)((wide - (double)hi) + temperature->inverse_lo)
+                                                             : 0.0f);
+    }
+    return inverse;
+}
+
+static vd_inverse inverse_f64(const csm_temperature *temperature)
+{
+    vd_inverse inverse = {vd_set1(1.0), vd_zero()};
+    if (temperature) {
+        inverse.hi = vd_set1(temperature->inverse_hi);
+        inverse.lo = vd_set1(temperature->inverse_lo);
+    }
+    return inverse;
+}
+
+/* Masks: lane j takes part where where[offset + j] != 0.  Partial forms read
+ * only `count` bytes; the lanes past them are true, so that a tail's fill
+ * value is kept. */
+CSM_INLINE vf_mask where_f32(const uint8_t *where, int64_t offset, int64_t count)
+{
+    if (count == VF_LANES)
+        return vf_mask_from_bytes(where + offset);
+    uint8_t bytes[VF_LANES];
+    for (int j = 0; j < VF_LANES; j++)
+        bytes[j] = j < count ? where[offset + j] : 1;
+    return vf_mask_from_bytes(bytes);
+}
+
+CSM_INLINE vd_mask where_f64(const uint8_t *where, int64_t offset, int64_t count)
+{
+    if (count == VD_LANES)
+        return vd_mask_from_bytes(where + offset);
+    uint8_t bytes[VD_LANES];
+    for (int j = 0; j < VD_LANES; j++)
+        bytes[j] = j < count ? where[offset + j] : 1;
+    return vd_mask_from_bytes(bytes);
+}
+
+/* x with its excluded lanes read as -inf. */
+CSM_INLINE vf masked_f32(vf x, const uint8_t *where, int64_t offset, int64_t count, const int masked)
+{
+    return masked ? vf_select(where_f32(where, offset, count), x, vf_set1(-INFINITY)) : x;
+}
+
+CSM_INLINE vd masked_f64(vd x, const uint8_t *where, int64_t offset, int64_t count, const int masked)
+{
+    return masked ? vd_select(where_f64(where, offset, count), x, vd_set1(-INFINITY)) : x;
+}
+
 /* ------------------------------------------------------------------------- */
 /* float32 element math                                                       */
 /* ------------------------------------------------------------------------- */
 
-/* x - M as hi + lo (exact) or hi alone (fast).  x goes second into min/max so
- * a NaN x propagates. */
-CSM_INLINE vf difference_f32(vf x, vf negative_max, vf *lo, const int exact)
+/* (x - M) / T as hi + lo (exact) or hi alone (fast).  x goes second into
+ * min/max so a NaN x propagates.  Exact: x - M by Fast2Sum, then the pair
+ * times 1/T keeping the product's rounding error (an fma) in lo. */
+CSM_INLINE vf difference_f32(vf x, vf negative_max, vf *lo, const int exact, const int tempered, vf_inverse inverse)
 {
     if (!exact) {
         *lo = vf_set1(0.0f);
-        return vf_add(x, negative_max);
+        vf d = vf_add(x, negative_max);
+        return tempered ? vf_mul(d, inverse.hi) : d;
     }
     vf big = vf_min(negative_max, x); /* |big| >= |small| because x <= M */
     vf small = vf_max(negative_max, x);
     vf hi = vf_add(big, small);
     *lo = vf_sub(small, vf_sub(hi, big));
-    return hi;
+    if (!tempered)
+        return hi;
+    vf product = vf_mul(hi, inverse.hi);
+    vf error = vf_fma(hi, inverse.hi, vf_sub(vf_set1(0.0f), product)); /* exact */
+    *lo = vf_add(error, vf_fma(hi, inverse.lo, vf_mul(*lo, inverse.hi)));
+    /* A spread beyond the float range: x - M overflowed, (x - M) / T may not. */
+    vf_mask finite = vf_not_equal(hi, vf_set1(-INFINITY));
+    *lo = vf_keep(finite, *lo);
+    return vf_select(finite, product, vf_fma(x, inverse.hi, vf_mul(negative_max, inverse.hi)));
 }
 
 /* exp(hi + lo) for hi <= 0; 0 below the normal range; NaN stays NaN.
@@ -127,10 +227,11 @@ CSM_INLINE vf exp_f32(vf hi, vf lo, const int exact, const int scaled)
     return vf_keep(vf_not_less(hi, vf_set1(scaled ? EXP_CUTOFF_SCALED_F32 : EXP_CUTOFF_F32)), e);
 }
 
-CSM_INLINE vf exp_minus_max_f32(vf x, vf negative_max, const int exact, const int scaled)
+CSM_INLINE vf exp_minus_max_f32(vf x, vf negative_max, const int exact, const int scaled, const int tempered,
+                                vf_inverse inverse)
 {
     vf lo;
-    vf hi = difference_f32(x, negative_max, &lo, exact);
+    vf hi = difference_f32(x, negative_max, &lo, exact, tempered, inverse);
     return exp_f32(hi, lo, exact, scaled);
 }
 
@@ -140,17 +241,23 @@ CSM_INLINE vf scale_f32(vf e, vf inverse_hi, vf inverse_lo, const int exact)
     return exact ? vf_fma(e, inverse_hi, vf_mul(e, inverse_lo)) : vf_mul(e, inverse_hi);
 }
 
-/* x - M - log_sum: exact in double, rounded once; fast in float. */
-CSM_INLINE vf log_softmax_f32(vf x, vf max_f, vf log_sum_f, vd max_d, vd log_sum_d, const int exact)
+/* (x - M) / T - log_sum: exact in double, rounded once; fast in float. */
+CSM_INLINE vf log_softmax_f32(vf x, vf max_f, vf log_sum_f, vd max_d, vd log_sum_d, const int exact,
+                              const int tempered, vf_inverse inverse, vd inverse_d)
 {
-    if (!exact)
-        return vf_sub(vf_sub(x, max_f), log_sum_f);
-    vd low = vd_sub(vd_sub(vd_from_vf_low(x), max_d), log_sum_d);
-    vd high = vd_sub(vd_sub(vd_from_vf_high(x), max_d), log_sum_d);
-    return vf_from_vd_pair(low, high);
+    if (!exact) {
+        vf d = vf_sub(x, max_f);
+        return vf_sub(tempered ? vf_mul(d, inverse.hi) : d, log_sum_f);
+    }
+    vd low = vd_sub(vd_from_vf_low(x), max_d), high = vd_sub(vd_from_vf_high(x), max_d);
+    if (tempered) {
+        low = vd_mul(low, inverse_d);
+        high = vd_mul(high, inverse_d);
+    }
+    return vf_from_vd_pair(vd_sub(low, log_sum_d), vd_sub(high, log_sum_d));
 }
 
-static float max_f32(const float *x, int64_t n)
+CSM_INLINE float max_f32(const float *x, const uint8_t *where, int64_t n, const int masked)
 {
     vf m[UNROLL];
     for (int k = 0; k < UNROLL; k++)
@@ -159,12 +266,12 @@ static float max_f32(const float *x, int64_t n)
     /* main loop */
     for (; i + UNROLL * VF_LANES <= n; i += UNROLL * VF_LANES)
         for (int k = 0; k < UNROLL; k++)
-            m[k] = vf_max(m[k], vf_load(x + i + k * VF_LANES));
+            m[k] = vf_max(m[k], masked_f32(vf_load(x + i + k * VF_LANES), where, i + k * VF_LANES, VF_LANES, masked));
     for (; i + VF_LANES <= n; i += VF_LANES)
-        m[0] = vf_max(m[0], vf_load(x + i));
+        m[0] = vf_max(m[0], masked_f32(vf_load(x + i), where, i, VF_LANES, masked));
     /* tail */
     if (i < n)
-        m[0] = vf_max(m[0], vf_load_partial(x + i, n - i, -INFINITY));
+        m[0] = vf_max(m[0], masked_f32(vf_load_partial(x + i, n - i, -INFINITY), where, i, n - i, masked));
     for (int k = 1; k < UNROLL; k++)
         m[0] = vf_max(m[0], m[k]);
     return vf_reduce_max(m[0]);
@@ -205,29 +312,23 @@ CSM_INLINE void fold_float_sums(vf *float_sums, vd *sums)
 /* store: y = exp(x - M), plain sum.  !store: masked sum of the non-maximal
  * terms plus the count of maxima (tail lanes are filled with M, which counts
  * nowhere: count is n minus the non-maximal lanes). */
-CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partial *partial,
-                                 const int exact, const int store);
+static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
+                                const csm_temperature *temperature, csm_partial *partial);
 
-/* Only -inf (and NaN): nothing finite to store against, and y may be x, so
- * report the masked partial (NaN if any NaN) and store zeros. */
-static void partial_f32_without_maximum(const float *x, float *y, int64_t n, csm_partial *partial, const int exact)
+CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y, int64_t n,
+                                 const csm_temperature *temperature, csm_partial *partial, const int exact,
+                                 const int store, const int masked, const int tempered)
 {
-    if (exact)
-        partial_f32_body(x, NULL, n, partial, 1, 0);
-    else
-        partial_f32_body(x, NULL, n, partial, 0, 0);
-    for (int64_t i = 0; i < n; i++)
-        y[i] = 0;
-}
-
-CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partial *partial,
-                                 const int exact, const int store)
-{
-    const float row_max = max_f32(x, n);
+    const float row_max = max_f32(x, where, n, masked);
     if (store && row_max == -INFINITY) {
-        partial_f32_without_maximum(x, y, n, partial, exact);
+        /* Only -inf (and NaN, or nothing included): nothing finite to store
+         * against, and y may be x, so report the masked partial and store zeros. */
+        KERNEL(partial_f32)(x, where, NULL, n, exact ? CSM_EXACT : CSM_FAST, temperature, partial);
+        for (int64_t i = 0; i < n; i++)
+            y[i] = 0;
         return;
     }
+    const vf_inverse inverse = inverse_f32(temperature);
     const vf max_v = vf_set1(row_max);
     const vf negative_max = vf_set1(-row_max);
     vd sums[UNROLL] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
@@ -239,8 +340,8 @@ CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partia
     for (; i + UNROLL * VF_LANES <= n; i += UNROLL * VF_LANES) {
         vf e[UNROLL];
         for (int k = 0; k < UNROLL; k++) {
-            vf xk = vf_load(x + i + k * VF_LANES);
-            e[k] = exp_minus_max_f32(xk, negative_max, exact, !store);
+            vf xk = masked_f32(vf_load(x + i + k * VF_LANES), where, i + k * VF_LANES, VF_LANES, masked);
+            e[k] = exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
             if (store) {
                 vf_store(y + i + k * VF_LANES, e[k]);
             } else {
@@ -272,7 +373,8 @@ CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partia
         const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
         vf xk = count == VF_LANES ? vf_load(x + i)
                                   : vf_load_partial(x + i, count, store ? -INFINITY : row_max);
-        vf e = exp_minus_max_f32(xk, negative_max, exact, !store);
+        xk = masked_f32(xk, where, i, count, masked);
+        vf e = exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
         if (store) {
             if (count == VF_LANES)
                 vf_store(y + i, e);
@@ -301,19 +403,13 @@ CSM_INLINE void partial_f32_body(const float *x, float *y, int64_t n, csm_partia
     }
 }
 
-static void KERNEL(partial_f32)(const float *x, float *y, int64_t n, int precision, csm_partial *partial)
+static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
+                                const csm_temperature *temperature, csm_partial *partial)
 {
-    if (precision == CSM_EXACT) {
-        if (y)
-            partial_f32_body(x, y, n, partial, 1, 1);
-        else
-            partial_f32_body(x, y, n, partial, 1, 0);
-    } else {
-        if (y)
-            partial_f32_body(x, y, n, partial, 0, 1);
-        else
-            partial_f32_body(x, y, n, partial, 0, 0);
-    }
+#define PARTIAL_F32(exact, store, masked, tempered)                                                                \
+    partial_f32_body(x, where, y, n, temperature, partial, exact, store, masked, tempered)
+    SPECIALISE(PARTIAL_F32, precision == CSM_EXACT, y != NULL, where != NULL, temperature != NULL);
+#undef PARTIAL_F32
 }
 
 CSM_INLINE void scale_f32_body(float *y, int64_t n, const csm_row_scale *scale, const int exact)
@@ -336,54 +432,70 @@ static void KERNEL(scale_f32)(float *y, int64_t n, int precision, const csm_row_
         scale_f32_body(y, n, scale, 0);
 }
 
-CSM_INLINE vf finish_f32_vector(vf x, int operation, const csm_row_scale *scale, const int exact)
+CSM_INLINE vf finish_f32_vector(vf x, int operation, const csm_row_scale *scale, const int exact, const int tempered,
+                                vf_inverse inverse, vd inverse_d)
 {
     const float row_max = (float)scale->max;
     if (operation == CSM_SOFTMAX) {
-        const float inverse = (float)scale->inverse_hi;
-        vf e = exp_minus_max_f32(x, vf_set1(-row_max), exact, 0);
-        return scale_f32(e, vf_set1(inverse),
-                         vf_set1((float)((scale->inverse_hi - (double)inverse) + scale->inverse_lo)), exact);
+        const float inverse_sum = (float)scale->inverse_hi;
+        vf e = exp_minus_max_f32(x, vf_set1(-row_max), exact, 0, tempered, inverse);
+        return scale_f32(e, vf_set1(inverse_sum),
+                         vf_set1((float)((scale->inverse_hi - (double)inverse_sum) + scale->inverse_lo)), exact);
     }
     return log_softmax_f32(x, vf_set1(row_max), vf_set1((float)scale->log_sum), vd_set1(scale->max),
-                           vd_set1(scale->log_sum), exact);
+                           vd_set1(scale->log_sum), exact, tempered, inverse, inverse_d);
 }
 
-CSM_INLINE void finish_f32_body(const float *x, float *y, int64_t n, int operation,
-                                const csm_row_scale *scale, const int exact)
+CSM_INLINE void finish_f32_body(const float *x, const uint8_t *where, float *y, int64_t n, int operation,
+                                const csm_temperature *temperature, const csm_row_scale *scale, const int exact,
+                                const int masked, const int tempered)
 {
+    const vf_inverse inverse = inverse_f32(temperature);
+    const vd inverse_d = vd_set1(temperature ? temperature->inverse_hi : 1.0);
     int64_t i = 0;
-    for (; i + VF_LANES <= n; i += VF_LANES)
-        vf_store(y + i, finish_f32_vector(vf_load(x + i), operation, scale, exact));
-    if (i < n)
-        vf_store_partial(y + i, finish_f32_vector(vf_load_partial(x + i, n - i, 0.0f), operation, scale, exact),
-                         n - i);
+    for (; i + VF_LANES <= n; i += VF_LANES) {
+        vf xk = masked_f32(vf_load(x + i), where, i, VF_LANES, masked);
+        vf_store(y + i, finish_f32_vector(xk, operation, scale, exact, tempered, inverse, inverse_d));
+    }
+    if (i < n) {
+        vf xk = masked_f32(vf_load_partial(x + i, n - i, 0.0f), where, i, n - i, masked);
+        vf_store_partial(y + i, finish_f32_vector(xk, operation, scale, exact, tempered, inverse, inverse_d), n - i);
+    }
 }
 
-static void KERNEL(finish_f32)(const float *x, float *y, int64_t n, int operation, int precision,
-                               const csm_row_scale *scale)
+static void KERNEL(finish_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int operation,
+                               int precision, const csm_temperature *temperature, const csm_row_scale *scale)
 {
-    if (precision == CSM_EXACT)
-        finish_f32_body(x, y, n, operation, scale, 1);
-    else
-        finish_f32_body(x, y, n, operation, scale, 0);
+#define FINISH_F32(exact, masked, tempered, unused)                                                                \
+    finish_f32_body(x, where, y, n, operation, temperature, scale, exact, masked, tempered)
+    SPECIALISE(FINISH_F32, precision == CSM_EXACT, where != NULL, temperature != NULL, 0);
+#undef FINISH_F32
 }
 
 /* ------------------------------------------------------------------------- */
 /* float64 element math                                                       */
 /* ------------------------------------------------------------------------- */
 
-CSM_INLINE vd difference_f64(vd x, vd negative_max, vd *lo, const int exact)
+CSM_INLINE vd difference_f64(vd x, vd negative_max, vd *lo, const int exact, const int tempered, vd_inverse inverse)
 {
     if (!exact) {
         *lo = vd_zero();
-        return vd_add(x, negative_max);
+        vd d = vd_add(x, negative_max);
+        return tempered ? vd_mul(d, inverse.hi) : d;
     }
     vd big = vd_min(negative_max, x);
     vd small = vd_max(negative_max, x);
     vd hi = vd_add(big, small);
     *lo = vd_sub(small, vd_sub(hi, big));
-    return hi;
+    if (!tempered)
+        return hi;
+    vd product = vd_mul(hi, inverse.hi);
+    vd error = vd_fma(hi, inverse.hi, vd_sub(vd_zero(), product)); /* exact */
+    *lo = vd_add(error, vd_fma(hi, inverse.lo, vd_mul(*lo, inverse.hi)));
+    /* A spread beyond the double range: x - M overflowed, (x - M) / T may not. */
+    vd_mask finite = vd_not_equal(hi, vd_set1(-INFINITY));
+    *lo = vd_keep(finite, *lo);
+    return vd_select(finite, product, vd_fma(x, inverse.hi, vd_mul(negative_max, inverse.hi)));
 }
 
 CSM_INLINE vd exp_f64(vd hi, vd lo, const int exact, const int scaled)
@@ -405,10 +517,11 @@ CSM_INLINE vd exp_f64(vd hi, vd lo, const int exact, const int scaled)
     return vd_keep(vd_not_less(hi, vd_set1(scaled ? EXP_CUTOFF_SCALED_F64 : EXP_CUTOFF_F64)), e);
 }
 
-CSM_INLINE vd exp_minus_max_f64(vd x, vd negative_max, const int exact, const int scaled)
+CSM_INLINE vd exp_minus_max_f64(vd x, vd negative_max, const int exact, const int scaled, const int tempered,
+                                vd_inverse inverse)
 {
     vd lo;
-    vd hi = difference_f64(x, negative_max, &lo, exact);
+    vd hi = difference_f64(x, negative_max, &lo, exact, tempered, inverse);
     return exp_f64(hi, lo, exact, scaled);
 }
 
@@ -417,12 +530,13 @@ CSM_INLINE vd scale_f64(vd e, vd inverse_hi, vd inverse_lo, const int exact)
     return exact ? vd_fma(e, inverse_hi, vd_mul(e, inverse_lo)) : vd_mul(e, inverse_hi);
 }
 
-/* (x - M) - log_sum; exact: (hi - log_sum) + lo, with lo zeroed for x = -inf
- * (where the Fast2Sum's lo is NaN). */
-CSM_INLINE vd log_softmax_f64(vd x, vd negative_max, vd log_sum, const int exact)
+/* (x - M) / T - log_sum; exact: (hi - log_sum) + lo, with lo zeroed for
+ * x = -inf (where the Fast2Sum's lo is NaN). */
+CSM_INLINE vd log_softmax_f64(vd x, vd negative_max, vd log_sum, const int exact, const int tempered,
+                              vd_inverse inverse)
 {
     vd lo;
-    vd hi = difference_f64(x, negative_max, &lo, exact);
+    vd hi = difference_f64(x, negative_max, &lo, exact, tempered, inverse);
     if (!exact)
         return vd_sub(hi, log_sum);
     lo = vd_keep(vd_not_equal(hi, vd_set1(-INFINITY)), lo);
@@ -438,7 +552,7 @@ CSM_INLINE void kahan_add_f64(vd *sum, vd *compensation, vd term)
     *sum = t;
 }
 
-static double max_f64(const double *x, int64_t n)
+CSM_INLINE double max_f64(const double *x, const uint8_t *where, int64_t n, const int masked)
 {
     vd m[UNROLL];
     for (int k = 0; k < UNROLL; k++)
@@ -447,12 +561,12 @@ static double max_f64(const double *x, int64_t n)
     /* main loop */
     for (; i + UNROLL * VD_LANES <= n; i += UNROLL * VD_LANES)
         for (int k = 0; k < UNROLL; k++)
-            m[k] = vd_max(m[k], vd_load(x + i + k * VD_LANES));
+            m[k] = vd_max(m[k], masked_f64(vd_load(x + i + k * VD_LANES), where, i + k * VD_LANES, VD_LANES, masked));
     for (; i + VD_LANES <= n; i += VD_LANES)
-        m[0] = vd_max(m[0], vd_load(x + i));
+        m[0] = vd_max(m[0], masked_f64(vd_load(x + i), where, i, VD_LANES, masked));
     /* tail */
     if (i < n)
-        m[0] = vd_max(m[0], vd_load_partial(x + i, n - i, -INFINITY));
+        m[0] = vd_max(m[0], masked_f64(vd_load_partial(x + i, n - i, -INFINITY), where, i, n - i, masked));
     for (int k = 1; k < UNROLL; k++)
         m[0] = vd_max(m[0], m[k]);
     return vd_reduce_max(m[0]);
@@ -481,29 +595,22 @@ static void sum_kahan_lanes(const vd *sums, const vd *compensations, int count, 
 /* float64 row kernels                                                        */
 /* ------------------------------------------------------------------------- */
 
-CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_partial *partial,
-                                 const int exact, const int store);
+static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
+                                const csm_temperature *temperature, csm_partial *partial);
 
-/* Only -inf (and NaN): nothing finite to store against, and y may be x, so
- * report the masked partial (NaN if any NaN) and store zeros. */
-static void partial_f64_without_maximum(const double *x, double *y, int64_t n, csm_partial *partial, const int exact)
+CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *y, int64_t n,
+                                 const csm_temperature *temperature, csm_partial *partial, const int exact,
+                                 const int store, const int masked, const int tempered)
 {
-    if (exact)
-        partial_f64_body(x, NULL, n, partial, 1, 0);
-    else
-        partial_f64_body(x, NULL, n, partial, 0, 0);
-    for (int64_t i = 0; i < n; i++)
-        y[i] = 0;
-}
-
-CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_partial *partial,
-                                 const int exact, const int store)
-{
-    const double row_max = max_f64(x, n);
+    const double row_max = max_f64(x, where, n, masked);
     if (store && row_max == -INFINITY) {
-        partial_f64_without_maximum(x, y, n, partial, exact);
+        /* as partial_f32_body */
+        KERNEL(partial_f64)(x, where, NULL, n, exact ? CSM_EXACT : CSM_FAST, temperature, partial);
+        for (int64_t i = 0; i < n; i++)
+            y[i] = 0;
         return;
     }
+    const vd_inverse inverse = inverse_f64(temperature);
     const vd max_v = vd_set1(row_max);
     const vd negative_max = vd_set1(-row_max);
     vd sums[2] = {vd_zero(), vd_zero()};
@@ -513,8 +620,8 @@ CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_part
     /* main loop: two independent Kahan accumulators (exact) or plain sums (fast) */
     for (; i + 2 * VD_LANES <= n; i += 2 * VD_LANES) {
         for (int k = 0; k < 2; k++) {
-            vd xk = vd_load(x + i + k * VD_LANES);
-            vd e = exp_minus_max_f64(xk, negative_max, exact, !store);
+            vd xk = masked_f64(vd_load(x + i + k * VD_LANES), where, i + k * VD_LANES, VD_LANES, masked);
+            vd e = exp_minus_max_f64(xk, negative_max, exact, !store, tempered, inverse);
             if (store) {
                 vd_store(y + i + k * VD_LANES, e);
             } else {
@@ -533,7 +640,8 @@ CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_part
         const int64_t count = n - i < VD_LANES ? n - i : VD_LANES;
         vd xk = count == VD_LANES ? vd_load(x + i)
                                   : vd_load_partial(x + i, count, store ? -INFINITY : row_max);
-        vd e = exp_minus_max_f64(xk, negative_max, exact, !store);
+        xk = masked_f64(xk, where, i, count, masked);
+        vd e = exp_minus_max_f64(xk, negative_max, exact, !store, tempered, inverse);
         if (store) {
             if (count == VD_LANES)
                 vd_store(y + i, e);
@@ -567,19 +675,13 @@ CSM_INLINE void partial_f64_body(const double *x, double *y, int64_t n, csm_part
     }
 }
 
-static void KERNEL(partial_f64)(const double *x, double *y, int64_t n, int precision, csm_partial *partial)
+static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
+                                const csm_temperature *temperature, csm_partial *partial)
 {
-    if (precision == CSM_EXACT) {
-        if (y)
-            partial_f64_body(x, y, n, partial, 1, 1);
-        else
-            partial_f64_body(x, y, n, partial, 1, 0);
-    } else {
-        if (y)
-            partial_f64_body(x, y, n, partial, 0, 1);
-        else
-            partial_f64_body(x, y, n, partial, 0, 0);
-    }
+#define PARTIAL_F64(exact, store, masked, tempered)                                                                \
+    partial_f64_body(x, where, y, n, temperature, partial, exact, store, masked, tempered)
+    SPECIALISE(PARTIAL_F64, precision == CSM_EXACT, y != NULL, where != NULL, temperature != NULL);
+#undef PARTIAL_F64
 }
 
 CSM_INLINE void scale_f64_body(double *y, int64_t n, const csm_row_scale *scale, const int exact)
@@ -601,33 +703,39 @@ static void KERNEL(scale_f64)(double *y, int64_t n, int precision, const csm_row
         scale_f64_body(y, n, scale, 0);
 }
 
-CSM_INLINE vd finish_f64_vector(vd x, int operation, const csm_row_scale *scale, const int exact)
+CSM_INLINE vd finish_f64_vector(vd x, int operation, const csm_row_scale *scale, const int exact, const int tempered,
+                                vd_inverse inverse)
 {
     const vd negative_max = vd_set1(-scale->max);
     if (operation == CSM_SOFTMAX)
-        return scale_f64(exp_minus_max_f64(x, negative_max, exact, 0), vd_set1(scale->inverse_hi),
+        return scale_f64(exp_minus_max_f64(x, negative_max, exact, 0, tempered, inverse), vd_set1(scale->inverse_hi),
                          vd_set1(scale->inverse_lo), exact);
-    return log_softmax_f64(x, negative_max, vd_set1(scale->log_sum), exact);
+    return log_softmax_f64(x, negative_max, vd_set1(scale->log_sum), exact, tempered, inverse);
 }
 
-CSM_INLINE void finish_f64_body(const double *x, double *y, int64_t n, int operation,
-                                const csm_row_scale *scale, const int exact)
+CSM_INLINE void finish_f64_body(const double *x, const uint8_t *where, double *y, int64_t n, int operation,
+                                const csm_temperature *temperature, const csm_row_scale *scale, const int exact,
+                                const int masked, const int tempered)
 {
+    const vd_inverse inverse = inverse_f64(temperature);
     int64_t i = 0;
-    for (; i + VD_LANES <= n; i += VD_LANES)
-        vd_store(y + i, finish_f64_vector(vd_load(x + i), operation, scale, exact));
-    if (i < n)
-        vd_store_partial(y + i, finish_f64_vector(vd_load_partial(x + i, n - i, 0.0), operation, scale, exact),
-                         n - i);
+    for (; i + VD_LANES <= n; i += VD_LANES) {
+        vd xk = masked_f64(vd_load(x + i), where, i, VD_LANES, masked);
+        vd_store(y + i, finish_f64_vector(xk, operation, scale, exact, tempered, inverse));
+    }
+    if (i < n) {
+        vd xk = masked_f64(vd_load_partial(x + i, n - i, 0.0), where, i, n - i, masked);
+        vd_store_partial(y + i, finish_f64_vector(xk, operation, scale, exact, tempered, inverse), n - i);
+    }
 }
 
-static void KERNEL(finish_f64)(const double *x, double *y, int64_t n, int operation, int precision,
-                               const csm_row_scale *scale)
+static void KERNEL(finish_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int operation,
+                               int precision, const csm_temperature *temperature, const csm_row_scale *scale)
 {
-    if (precision == CSM_EXACT)
-        finish_f64_body(x, y, n, operation, scale, 1);
-    else
-        finish_f64_body(x, y, n, operation, scale, 0);
+#define FINISH_F64(exact, masked, tempered, unused)                                                                \
+    finish_f64_body(x, where, y, n, operation, temperature, scale, exact, masked, tempered)
+    SPECIALISE(FINISH_F64, precision == CSM_EXACT, where != NULL, temperature != NULL, 0);
+#undef FINISH_F64
 }
 
 /* ------------------------------------------------------------------------- */
@@ -648,11 +756,12 @@ typedef struct {
 /* Turns per-lane partials into log-sums (log1p is scalar); writes logsumexp
  * results directly.  Special rows get NaN, which poisons the whole column. */
 static void column_scales_from_partials(const csm_partial *partials, int64_t columns, int operation,
-                                        column_scales *scales, double *logsumexp)
+                                        const csm_temperature *temperature, column_scales *scales,
+                                        double *logsumexp)
 {
     for (int64_t j = 0; j < columns; j++) {
         csm_row_scale scale;
-        csm_row_state state = csm_row_scale_from_partials(&partials[j], 1, operation, &scale);
+        csm_row_state state = csm_row_scale_from_partials(&partials[j], 1, operation, temperature, &scale);
         if (operation == CSM_LOGSUMEXP) {
             logsumexp[j] = csm_logsumexp_from_state(state, &scale);
             continue;
@@ -678,23 +787,30 @@ CSM_INLINE void column_store_f32(float *p, vf v, int64_t count)
 }
 
 /* full: a whole tile (compile-time vector count and lane counts, so the
- * per-vector state stays in registers); otherwise the tail tile of a slab. */
-CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t inner, int64_t columns,
-                                 int operation, const int exact, const int full)
+ * per-vector state stays in registers); otherwise the tail tile of a slab.
+ * masked: excluded elements read as -inf, and every output is finally
+ * replaced by 0 / -inf where excluded (special columns are NaN elsewhere). */
+CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y, int64_t n, int64_t inner,
+                                 int64_t columns, int operation, const csm_temperature *temperature, const int exact,
+                                 const int full, const int masked, const int tempered)
 {
     const int vectors = full ? COLUMN_VECTORS : (int)((columns + VF_LANES - 1) / VF_LANES);
     int64_t lanes[COLUMN_VECTORS];
     for (int v = 0; v < vectors; v++)
         lanes[v] = full ? VF_LANES : columns - v * VF_LANES < VF_LANES ? columns - v * VF_LANES : VF_LANES;
     const int store = operation == CSM_SOFTMAX;
+    const vf_inverse inverse = inverse_f32(temperature);
 
     /* pass 1: column maxima */
     vf max_v[COLUMN_VECTORS];
     for (int v = 0; v < vectors; v++)
         max_v[v] = vf_set1(-INFINITY);
     for (int64_t i = 0; i < n; i++)
-        for (int v = 0; v < vectors; v++)
-            max_v[v] = vf_max(max_v[v], column_load_f32(x + i * inner + v * VF_LANES, lanes[v], -INFINITY));
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VF_LANES;
+            max_v[v] = vf_max(max_v[v], masked_f32(column_load_f32(x + at, lanes[v], -INFINITY), where, at,
+                                                   lanes[v], masked));
+        }
 
     /* pass 2: exp (stored for softmax) and sums in double */
     vf negative_max[COLUMN_VECTORS];
@@ -707,10 +823,11 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
     }
     for (int64_t i = 0; i < n; i++) {
         for (int v = 0; v < vectors; v++) {
-            vf xk = column_load_f32(x + i * inner + v * VF_LANES, lanes[v], -INFINITY);
-            vf e = exp_minus_max_f32(xk, negative_max[v], exact, !store);
+            const int64_t at = i * inner + v * VF_LANES;
+            vf xk = masked_f32(column_load_f32(x + at, lanes[v], -INFINITY), where, at, lanes[v], masked);
+            vf e = exp_minus_max_f32(xk, negative_max[v], exact, !store, tempered, inverse);
             if (store) {
-                column_store_f32(y + i * inner + v * VF_LANES, e, lanes[v]);
+                column_store_f32(y + at, e, lanes[v]);
             } else {
                 vf_mask other = vf_not_equal(xk, max_v[v]);
                 e = vf_keep(other, e);
@@ -731,9 +848,11 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
             vf inverse_lo = vf_from_vd_pair(vd_sub(inverse_low, vd_from_vf_low(inverse_hi)),
                                             vd_sub(inverse_high, vd_from_vf_high(inverse_hi)));
             for (int64_t i = 0; i < n; i++) {
-                float *row = y + i * inner + v * VF_LANES;
-                column_store_f32(row, scale_f32(column_load_f32(row, lanes[v], 0.0f), inverse_hi, inverse_lo, exact),
-                                 lanes[v]);
+                const int64_t at = i * inner + v * VF_LANES;
+                vf out = scale_f32(column_load_f32(y + at, lanes[v], 0.0f), inverse_hi, inverse_lo, exact);
+                if (masked)
+                    out = vf_select(where_f32(where, at, lanes[v]), out, vf_set1(0.0f));
+                column_store_f32(y + at, out, lanes[v]);
             }
         }
         return;
@@ -759,7 +878,7 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
     }
     column_scales scales;
     double logsumexp[COLUMN_VECTORS * VF_LANES];
-    column_scales_from_partials(partials, columns, operation, &scales, logsumexp);
+    column_scales_from_partials(partials, columns, operation, temperature, &scales, logsumexp);
     if (operation == CSM_LOGSUMEXP) {
         for (int64_t j = 0; j < columns; j++)
             y[j] = (float)logsumexp[j];
@@ -767,41 +886,42 @@ CSM_INLINE void columns_f32_body(const float *x, float *y, int64_t n, int64_t in
     }
 
     /* pass 3: log_softmax outputs */
+    const vd inverse_d = vd_set1(temperature ? temperature->inverse_hi : 1.0);
     for (int v = 0; v < vectors; v++) {
         const int64_t base = v * VF_LANES;
         vd max_low = vd_load(scales.max + base), max_high = vd_load(scales.max + base + VD_LANES);
         vd log_low = vd_load(scales.log_sum + base), log_high = vd_load(scales.log_sum + base + VD_LANES);
         vf max_f = vf_from_vd_pair(max_low, max_high), log_f = vf_from_vd_pair(log_low, log_high);
         for (int64_t i = 0; i < n; i++) {
-            vf xk = column_load_f32(x + i * inner + base, lanes[v], 0.0f);
+            const int64_t at = i * inner + base;
+            vf xk = column_load_f32(x + at, lanes[v], 0.0f);
             vf out;
             if (exact) {
-                vd low = vd_sub(vd_sub(vd_from_vf_low(xk), max_low), log_low);
-                vd high = vd_sub(vd_sub(vd_from_vf_high(xk), max_high), log_high);
-                out = vf_from_vd_pair(low, high);
+                vd low = vd_sub(vd_from_vf_low(xk), max_low), high = vd_sub(vd_from_vf_high(xk), max_high);
+                if (tempered) {
+                    low = vd_mul(low, inverse_d);
+                    high = vd_mul(high, inverse_d);
+                }
+                out = vf_from_vd_pair(vd_sub(low, log_low), vd_sub(high, log_high));
             } else {
-                out = vf_sub(vf_sub(xk, max_f), log_f);
+                vf d = vf_sub(xk, max_f);
+                out = vf_sub(tempered ? vf_mul(d, inverse.hi) : d, log_f);
             }
-            column_store_f32(y + i * inner + base, out, lanes[v]);
+            if (masked)
+                out = vf_select(where_f32(where, at, lanes[v]), out, vf_set1(-INFINITY));
+            column_store_f32(y + at, out, lanes[v]);
         }
     }
 }
 
-static void KERNEL(columns_f32)(const float *x, float *y, int64_t n, int64_t inner, int64_t columns, int operation,
-                                int precision)
+static void KERNEL(columns_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int64_t inner,
+                                int64_t columns, int operation, int precision, const csm_temperature *temperature)
 {
-    const int full = columns == COLUMN_VECTORS * VF_LANES;
-    if (precision == CSM_EXACT) {
-        if (full)
-            columns_f32_body(x, y, n, inner, columns, operation, 1, 1);
-        else
-            columns_f32_body(x, y, n, inner, columns, operation, 1, 0);
-    } else {
-        if (full)
-            columns_f32_body(x, y, n, inner, columns, operation, 0, 1);
-        else
-            columns_f32_body(x, y, n, inner, columns, operation, 0, 0);
-    }
+#define COLUMNS_F32(exact, full, masked, tempered)                                                                 \
+    columns_f32_body(x, where, y, n, inner, columns, operation, temperature, exact, full, masked, tempered)
+    SPECIALISE(COLUMNS_F32, precision == CSM_EXACT, columns == COLUMN_VECTORS * VF_LANES, where != NULL,
+               temperature != NULL);
+#undef COLUMNS_F32
 }
 
 CSM_INLINE vd column_load_f64(const double *p, int64_t count, double fill)
@@ -817,24 +937,28 @@ CSM_INLINE void column_store_f64(double *p, vd v, int64_t count)
         vd_store_partial(p, v, count);
 }
 
-/* full: a whole tile (compile-time vector count and lane counts, so the
- * per-vector state stays in registers); otherwise the tail tile of a slab. */
-CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t inner, int64_t columns,
-                                 int operation, const int exact, const int full)
+/* As columns_f32_body, with Kahan sums. */
+CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *y, int64_t n, int64_t inner,
+                                 int64_t columns, int operation, const csm_temperature *temperature, const int exact,
+                                 const int full, const int masked, const int tempered)
 {
     const int vectors = full ? COLUMN_VECTORS_F64 : (int)((columns + VD_LANES - 1) / VD_LANES);
     int64_t lanes[COLUMN_VECTORS_F64];
     for (int v = 0; v < vectors; v++)
         lanes[v] = full ? VD_LANES : columns - v * VD_LANES < VD_LANES ? columns - v * VD_LANES : VD_LANES;
     const int store = operation == CSM_SOFTMAX;
+    const vd_inverse inverse = inverse_f64(temperature);
 
     /* pass 1: column maxima */
     vd max_v[COLUMN_VECTORS_F64];
     for (int v = 0; v < vectors; v++)
         max_v[v] = vd_set1(-INFINITY);
     for (int64_t i = 0; i < n; i++)
-        for (int v = 0; v < vectors; v++)
-            max_v[v] = vd_max(max_v[v], column_load_f64(x + i * inner + v * VD_LANES, lanes[v], -INFINITY));
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VD_LANES;
+            max_v[v] = vd_max(max_v[v], masked_f64(column_load_f64(x + at, lanes[v], -INFINITY), where, at,
+                                                   lanes[v], masked));
+        }
 
     /* pass 2: exp (stored for softmax) and Kahan sums */
     vd negative_max[COLUMN_VECTORS_F64], sums[COLUMN_VECTORS_F64], compensations[COLUMN_VECTORS_F64];
@@ -846,10 +970,11 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
     }
     for (int64_t i = 0; i < n; i++) {
         for (int v = 0; v < vectors; v++) {
-            vd xk = column_load_f64(x + i * inner + v * VD_LANES, lanes[v], -INFINITY);
-            vd e = exp_minus_max_f64(xk, negative_max[v], exact, !store);
+            const int64_t at = i * inner + v * VD_LANES;
+            vd xk = masked_f64(column_load_f64(x + at, lanes[v], -INFINITY), where, at, lanes[v], masked);
+            vd e = exp_minus_max_f64(xk, negative_max[v], exact, !store, tempered, inverse);
             if (store) {
-                column_store_f64(y + i * inner + v * VD_LANES, e, lanes[v]);
+                column_store_f64(y + at, e, lanes[v]);
             } else {
                 vd_mask other = vd_not_equal(xk, max_v[v]);
                 e = vd_keep(other, e);
@@ -872,9 +997,11 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
             vd residual = vd_sub(vd_fma(vd_sub(vd_zero(), inverse_hi), sum_hi, vd_set1(1.0)), vd_mul(inverse_hi, sum_lo));
             vd inverse_lo = vd_mul(residual, inverse_hi);
             for (int64_t i = 0; i < n; i++) {
-                double *row = y + i * inner + v * VD_LANES;
-                column_store_f64(row, scale_f64(column_load_f64(row, lanes[v], 0.0), inverse_hi, inverse_lo, exact),
-                                 lanes[v]);
+                const int64_t at = i * inner + v * VD_LANES;
+                vd out = scale_f64(column_load_f64(y + at, lanes[v], 0.0), inverse_hi, inverse_lo, exact);
+                if (masked)
+                    out = vd_select(where_f64(where, at, lanes[v]), out, vd_zero());
+                column_store_f64(y + at, out, lanes[v]);
             }
         }
         return;
@@ -899,7 +1026,7 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
     }
     column_scales scales;
     double logsumexp[COLUMN_VECTORS_F64 * VD_LANES];
-    column_scales_from_partials(partials, columns, operation, &scales, logsumexp);
+    column_scales_from_partials(partials, columns, operation, temperature, &scales, logsumexp);
     if (operation == CSM_LOGSUMEXP) {
         for (int64_t j = 0; j < columns; j++)
             y[j] = logsumexp[j];
@@ -912,27 +1039,24 @@ CSM_INLINE void columns_f64_body(const double *x, double *y, int64_t n, int64_t 
         vd negative_max = vd_sub(vd_zero(), vd_load(scales.max + base));
         vd log_sum = vd_load(scales.log_sum + base);
         for (int64_t i = 0; i < n; i++) {
-            vd xk = column_load_f64(x + i * inner + base, lanes[v], 0.0);
-            column_store_f64(y + i * inner + base, log_softmax_f64(xk, negative_max, log_sum, exact), lanes[v]);
+            const int64_t at = i * inner + base;
+            vd out = log_softmax_f64(column_load_f64(x + at, lanes[v], 0.0), negative_max, log_sum, exact, tempered,
+                                     inverse);
+            if (masked)
+                out = vd_select(where_f64(where, at, lanes[v]), out, vd_set1(-INFINITY));
+            column_store_f64(y + at, out, lanes[v]);
         }
     }
 }
 
-static void KERNEL(columns_f64)(const double *x, double *y, int64_t n, int64_t inner, int64_t columns,
-                                int operation, int precision)
+static void KERNEL(columns_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int64_t inner,
+                                int64_t columns, int operation, int precision, const csm_temperature *temperature)
 {
-    const int full = columns == COLUMN_VECTORS_F64 * VD_LANES;
-    if (precision == CSM_EXACT) {
-        if (full)
-            columns_f64_body(x, y, n, inner, columns, operation, 1, 1);
-        else
-            columns_f64_body(x, y, n, inner, columns, operation, 1, 0);
-    } else {
-        if (full)
-            columns_f64_body(x, y, n, inner, columns, operation, 0, 1);
-        else
-            columns_f64_body(x, y, n, inner, columns, operation, 0, 0);
-    }
+#define COLUMNS_F64(exact, full, masked, tempered)                                                                 \
+    columns_f64_body(x, where, y, n, inner, columns, operation, temperature, exact, full, masked, tempered)
+    SPECIALISE(COLUMNS_F64, precision == CSM_EXACT, columns == COLUMN_VECTORS_F64 * VD_LANES, where != NULL,
+               temperature != NULL);
+#undef COLUMNS_F64
 }
 
 /* ------------------------------------------------------------------------- */
@@ -965,36 +1089,263 @@ static void transpose_f32(const float *source, int64_t source_stride, float *des
             destination[i * destination_stride + j] = source[j * source_stride + i];
 }
 
-static void KERNEL(rows_f32)(const float *x, float *y, int64_t rows, int64_t n, int operation, int precision)
+/* The tile's mask bytes, transposed like its elements. */
+static void transpose_where(const uint8_t *where, int64_t n, uint8_t *destination, int64_t tile, int64_t count)
+{
+    for (int64_t j = 0; j < count; j++)
+        for (int64_t i = 0; i < n; i++)
+            destination[i * tile + j] = where[j * n + i];
+}
+
+static void KERNEL(rows_f32)(const float *x, const uint8_t *where, float *y, int64_t rows, int64_t n, int operation,
+                             int precision, const csm_temperature *temperature)
 {
     enum { TILE = COLUMN_VECTORS * VF_LANES };
     float buffer[SHORT_ROW_LIMIT * TILE];
+    uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
         const int64_t count = rows - first < TILE ? rows - first : TILE;
         transpose_f32(x + first * n, n, buffer, TILE, count, n);
+        if (where)
+            transpose_where(where + first * n, n, where_buffer, TILE, count);
         float *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
-        KERNEL(columns_f32)(buffer, destination, n, TILE, count, operation, precision);
+        KERNEL(columns_f32)(buffer, where ? where_buffer : NULL, destination, n, TILE, count, operation, precision,
+                            temperature);
         if (operation != CSM_LOGSUMEXP)
             transpose_f32(buffer, TILE, y + first * n, n, n, count);
     }
 }
 
-static void KERNEL(rows_f64)(const double *x, double *y, int64_t rows, int64_t n, int operation, int precision)
+static void KERNEL(rows_f64)(const double *x, const uint8_t *where, double *y, int64_t rows, int64_t n,
+                             int operation, int precision, const csm_temperature *temperature)
 {
     enum { TILE = COLUMN_VECTORS_F64 * VD_LANES };
     double buffer[SHORT_ROW_LIMIT * TILE];
+    uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
         const int64_t count = rows - first < TILE ? rows - first : TILE;
         for (int64_t j = 0; j < count; j++)
             for (int64_t i = 0; i < n; i++)
                 buffer[i * TILE + j] = x[(first + j) * n + i];
+        if (where)
+            transpose_where(where + first * n, n, where_buffer, TILE, count);
         double *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
-        KERNEL(columns_f64)(buffer, destination, n, TILE, count, operation, precision);
+        KERNEL(columns_f64)(buffer, where ? where_buffer : NULL, destination, n, TILE, count, operation, precision,
+                            temperature);
         if (operation != CSM_LOGSUMEXP)
             for (int64_t j = 0; j < count; j++)
                 for (int64_t i = 0; i < n; i++)
                     y[(first + j) * n + i] = buffer[i * TILE + j];
     }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Gradients: the vector-Jacobian products of softmax and log_softmax given  */
+/* their output s.  softmax: out = s * (g - sum(g * s)); log_softmax:        */
+/* out = g - exp(s) * sum(g).  Sums run over the included elements in double */
+/* (float64 with Kahan compensation); each float32 output is formed in       */
+/* double and rounded once; excluded outputs are 0.                          */
+/* ------------------------------------------------------------------------- */
+
+/* The summed terms of one f32 vector in double lanes (a product of two
+ * floats is exact in double); excluded lanes add 0. */
+CSM_INLINE void backward_terms_f32(vd *low, vd *high, vf g, vf s, vf_mask keep, const int softmax, const int masked)
+{
+    if (masked)
+        g = vf_select(keep, g, vf_set1(0.0f));
+    *low = vd_from_vf_low(g);
+    *high = vd_from_vf_high(g);
+    if (softmax) {
+        *low = vd_mul(*low, vd_from_vf_low(s));
+        *high = vd_mul(*high, vd_from_vf_high(s));
+    }
+}
+
+/* One output vector from the row's (or lanes') sums. */
+CSM_INLINE vf backward_output_f32(vf g, vf s, vd sum_low, vd sum_high, vf_mask keep, const int softmax,
+                                  const int masked)
+{
+    vf out;
+    if (softmax) {
+        out = vf_from_vd_pair(vd_mul(vd_from_vf_low(s), vd_sub(vd_from_vf_low(g), sum_low)),
+                              vd_mul(vd_from_vf_high(s), vd_sub(vd_from_vf_high(g), sum_high)));
+    } else {
+        vf e = exp_f32(s, vf_set1(0.0f), 1, 0);
+        out = vf_from_vd_pair(vd_sub(vd_from_vf_low(g), vd_mul(vd_from_vf_low(e), sum_low)),
+                              vd_sub(vd_from_vf_high(g), vd_mul(vd_from_vf_high(e), sum_high)));
+    }
+    return masked ? vf_select(keep, out, vf_set1(0.0f)) : out;
+}
+
+CSM_INLINE void backward_f32_body(const float *g, const float *s, const uint8_t *where, float *out, int64_t n,
+                                  const int softmax, const int masked)
+{
+    vd sums[4] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
+    int64_t i = 0;
+    for (; i + 2 * VF_LANES <= n; i += 2 * VF_LANES)
+        for (int k = 0; k < 2; k++) {
+            const int64_t at = i + k * VF_LANES;
+            vf_mask keep = masked ? where_f32(where, at, VF_LANES) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
+            vd low, high;
+            backward_terms_f32(&low, &high, vf_load(g + at), vf_load(s + at), keep, softmax, masked);
+            sums[2 * k] = vd_add(sums[2 * k], low);
+            sums[2 * k + 1] = vd_add(sums[2 * k + 1], high);
+        }
+    for (; i < n; i += VF_LANES) {
+        const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
+        vf_mask keep = masked ? where_f32(where, i, count) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
+        vd low, high;
+        backward_terms_f32(&low, &high, column_load_f32(g + i, count, 0.0f), column_load_f32(s + i, count, 0.0f),
+                           keep, softmax, masked);
+        sums[0] = vd_add(sums[0], low);
+        sums[1] = vd_add(sums[1], high);
+    }
+    const vd total = vd_set1(sum_lanes_f64(sums, 4));
+    for (i = 0; i < n; i += VF_LANES) {
+        const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
+        vf_mask keep = masked ? where_f32(where, i, count) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
+        column_store_f32(out + i,
+                         backward_output_f32(column_load_f32(g + i, count, 0.0f), column_load_f32(s + i, count, 0.0f),
+                                             total, total, keep, softmax, masked),
+                         count);
+    }
+}
+
+/* A tile of adjacent columns of an (n, inner) slab (see columns_f32). */
+CSM_INLINE void backward_columns_f32_body(const float *g, const float *s, const uint8_t *where, float *out, int64_t n,
+                                          int64_t inner, int64_t columns, const int softmax, const int masked)
+{
+    const int vectors = (int)((columns + VF_LANES - 1) / VF_LANES);
+    int64_t lanes[COLUMN_VECTORS];
+    vd sums[2 * COLUMN_VECTORS];
+    for (int v = 0; v < vectors; v++) {
+        lanes[v] = columns - v * VF_LANES < VF_LANES ? columns - v * VF_LANES : VF_LANES;
+        sums[2 * v] = sums[2 * v + 1] = vd_zero();
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VF_LANES;
+            vf_mask keep = masked ? where_f32(where, at, lanes[v]) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
+            vd low, high;
+            backward_terms_f32(&low, &high, column_load_f32(g + at, lanes[v], 0.0f),
+                               column_load_f32(s + at, lanes[v], 0.0f), keep, softmax, masked);
+            sums[2 * v] = vd_add(sums[2 * v], low);
+            sums[2 * v + 1] = vd_add(sums[2 * v + 1], high);
+        }
+    for (int64_t i = 0; i < n; i++)
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VF_LANES;
+            vf_mask keep = masked ? where_f32(where, at, lanes[v]) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
+            column_store_f32(out + at,
+                             backward_output_f32(column_load_f32(g + at, lanes[v], 0.0f),
+                                                 column_load_f32(s + at, lanes[v], 0.0f), sums[2 * v], sums[2 * v + 1],
+                                                 keep, softmax, masked),
+                             lanes[v]);
+        }
+}
+
+CSM_INLINE vd backward_output_f64(vd g, vd s, vd sum, vd_mask keep, const int softmax, const int masked)
+{
+    vd out = softmax ? vd_mul(s, vd_sub(g, sum)) : vd_sub(g, vd_mul(exp_f64(s, vd_zero(), 1, 0), sum));
+    return masked ? vd_select(keep, out, vd_zero()) : out;
+}
+
+CSM_INLINE vd backward_term_f64(vd g, vd s, vd_mask keep, const int softmax, const int masked)
+{
+    vd term = softmax ? vd_mul(g, s) : g;
+    return masked ? vd_select(keep, term, vd_zero()) : term;
+}
+
+CSM_INLINE void backward_f64_body(const double *g, const double *s, const uint8_t *where, double *out, int64_t n,
+                                  const int softmax, const int masked)
+{
+    vd sums[2] = {vd_zero(), vd_zero()}, compensations[2] = {vd_zero(), vd_zero()};
+    int64_t i = 0;
+    for (; i + 2 * VD_LANES <= n; i += 2 * VD_LANES)
+        for (int k = 0; k < 2; k++) {
+            const int64_t at = i + k * VD_LANES;
+            vd_mask keep = masked ? where_f64(where, at, VD_LANES) : vd_not_less(vd_zero(), vd_zero());
+            kahan_add_f64(&sums[k], &compensations[k],
+                          backward_term_f64(vd_load(g + at), vd_load(s + at), keep, softmax, masked));
+        }
+    for (; i < n; i += VD_LANES) {
+        const int64_t count = n - i < VD_LANES ? n - i : VD_LANES;
+        vd_mask keep = masked ? where_f64(where, i, count) : vd_not_less(vd_zero(), vd_zero());
+        kahan_add_f64(&sums[0], &compensations[0],
+                      backward_term_f64(column_load_f64(g + i, count, 0.0), column_load_f64(s + i, count, 0.0), keep,
+                                        softmax, masked));
+    }
+    double hi, lo;
+    sum_kahan_lanes(sums, compensations, 2, &hi, &lo);
+    const vd total = vd_set1(hi);
+    for (i = 0; i < n; i += VD_LANES) {
+        const int64_t count = n - i < VD_LANES ? n - i : VD_LANES;
+        vd_mask keep = masked ? where_f64(where, i, count) : vd_not_less(vd_zero(), vd_zero());
+        column_store_f64(out + i,
+                         backward_output_f64(column_load_f64(g + i, count, 0.0), column_load_f64(s + i, count, 0.0),
+                                             total, keep, softmax, masked),
+                         count);
+    }
+}
+
+CSM_INLINE void backward_columns_f64_body(const double *g, const double *s, const uint8_t *where, double *out,
+                                          int64_t n, int64_t inner, int64_t columns, const int softmax,
+                                          const int masked)
+{
+    const int vectors = (int)((columns + VD_LANES - 1) / VD_LANES);
+    int64_t lanes[COLUMN_VECTORS_F64];
+    vd sums[COLUMN_VECTORS_F64], compensations[COLUMN_VECTORS_F64];
+    for (int v = 0; v < vectors; v++) {
+        lanes[v] = columns - v * VD_LANES < VD_LANES ? columns - v * VD_LANES : VD_LANES;
+        sums[v] = compensations[v] = vd_zero();
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VD_LANES;
+            vd_mask keep = masked ? where_f64(where, at, lanes[v]) : vd_not_less(vd_zero(), vd_zero());
+            kahan_add_f64(&sums[v], &compensations[v],
+                          backward_term_f64(column_load_f64(g + at, lanes[v], 0.0), column_load_f64(s + at, lanes[v], 0.0),
+                                            keep, softmax, masked));
+        }
+    for (int v = 0; v < vectors; v++)
+        sums[v] = vd_sub(sums[v], compensations[v]);
+    for (int64_t i = 0; i < n; i++)
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VD_LANES;
+            vd_mask keep = masked ? where_f64(where, at, lanes[v]) : vd_not_less(vd_zero(), vd_zero());
+            column_store_f64(out + at,
+                             backward_output_f64(column_load_f64(g + at, lanes[v], 0.0),
+                                                 column_load_f64(s + at, lanes[v], 0.0), sums[v], keep, softmax, masked),
+                             lanes[v]);
+        }
+}
+
+static void KERNEL(backward_f32)(const float *g, const float *s, const uint8_t *where, float *out, int64_t n,
+                                 int64_t inner, int64_t columns, int operation)
+{
+#define BACKWARD_F32(softmax, masked, is_row, unused)                                                              \
+    do {                                                                                                           \
+        if (is_row)                                                                                                \
+            backward_f32_body(g, s, where, out, n, softmax, masked);                                               \
+        else                                                                                                       \
+            backward_columns_f32_body(g, s, where, out, n, inner, columns, softmax, masked);                       \
+    } while (0)
+    SPECIALISE(BACKWARD_F32, operation == CSM_SOFTMAX, where != NULL, inner == 1, 0);
+#undef BACKWARD_F32
+}
+
+static void KERNEL(backward_f64)(const double *g, const double *s, const uint8_t *where, double *out, int64_t n,
+                                 int64_t inner, int64_t columns, int operation)
+{
+#define BACKWARD_F64(softmax, masked, is_row, unused)                                                              \
+    do {                                                                                                           \
+        if (is_row)                                                                                                \
+            backward_f64_body(g, s, where, out, n, softmax, masked);                                               \
+        else                                                                                                       \
+            backward_columns_f64_body(g, s, where, out, n, inner, columns, softmax, masked);                       \
+    } while (0)
+    SPECIALISE(BACKWARD_F64, operation == CSM_SOFTMAX, where != NULL, inner == 1, 0);
+#undef BACKWARD_F64
 }
 
 static const csm_kernel_table KERNEL(table) = {
@@ -1009,6 +1360,8 @@ static const csm_kernel_table KERNEL(table) = {
     .columns_f64 = KERNEL(columns_f64),
     .rows_f32 = KERNEL(rows_f32),
     .rows_f64 = KERNEL(rows_f64),
+    .backward_f32 = KERNEL(backward_f32),
+    .backward_f64 = KERNEL(backward_f64),
     .column_tile_f32 = COLUMN_VECTORS * VF_LANES,
     .column_tile_f64 = COLUMN_VECTORS_F64 * VD_LANES,
     .short_row_limit = SHORT_ROW_LIMIT,

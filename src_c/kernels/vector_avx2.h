@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernel_table.h"
 
@@ -46,6 +47,13 @@ CSM_INLINE vf vf_min(vf a, vf b) { return _mm256_min_ps(a, b); }
 CSM_INLINE vf_mask vf_not_less(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_NLT_UQ); } /* true for NaN */
 CSM_INLINE vf_mask vf_not_equal(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_UQ); } /* true for NaN */
 CSM_INLINE vf vf_keep(vf_mask keep, vf v) { return _mm256_and_ps(keep, v); }       /* 0 where !keep */
+CSM_INLINE vf vf_select(vf_mask m, vf a, vf b) { return _mm256_blendv_ps(b, a, m); } /* m ? a : b */
+/* Lane j true where the byte p[j] is nonzero (a NumPy bool mask). */
+CSM_INLINE vf_mask vf_mask_from_bytes(const uint8_t *p)
+{
+    __m256i wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(wide, _mm256_setzero_si256()));
+}
 /* 2^n from the magic-biased value whose low mantissa bits hold n + 127. */
 CSM_INLINE vf vf_exponent_from_biased(vf biased)
 {
@@ -118,6 +126,14 @@ CSM_INLINE vd vd_min(vd a, vd b) { return _mm256_min_pd(a, b); }
 CSM_INLINE vd_mask vd_not_less(vd a, vd b) { return _mm256_cmp_pd(a, b, _CMP_NLT_UQ); }
 CSM_INLINE vd_mask vd_not_equal(vd a, vd b) { return _mm256_cmp_pd(a, b, _CMP_NEQ_UQ); }
 CSM_INLINE vd vd_keep(vd_mask keep, vd v) { return _mm256_and_pd(keep, v); }
+CSM_INLINE vd vd_select(vd_mask m, vd a, vd b) { return _mm256_blendv_pd(b, a, m); }
+CSM_INLINE vd_mask vd_mask_from_bytes(const uint8_t *p)
+{
+    int32_t word;
+    memcpy(&word, p, sizeof word);
+    __m256i wide = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(word));
+    return _mm256_castsi256_pd(_mm256_cmpgt_epi64(wide, _mm256_setzero_si256()));
+}
 CSM_INLINE vd vd_exponent_from_biased(vd biased)
 {
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(biased), 52));

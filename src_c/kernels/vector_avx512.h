@@ -40,6 +40,12 @@ CSM_INLINE vf vf_min(vf a, vf b) { return _mm512_min_ps(a, b); }
 CSM_INLINE vf_mask vf_not_less(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NLT_UQ); }
 CSM_INLINE vf_mask vf_not_equal(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
 CSM_INLINE vf vf_keep(vf_mask keep, vf v) { return _mm512_maskz_mov_ps(keep, v); }
+CSM_INLINE vf vf_select(vf_mask m, vf a, vf b) { return _mm512_mask_blend_ps(m, b, a); } /* m ? a : b */
+/* Lane j true where the byte p[j] is nonzero (a NumPy bool mask). */
+CSM_INLINE vf_mask vf_mask_from_bytes(const uint8_t *p)
+{
+    return _mm512_test_epi32_mask(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)), _mm512_set1_epi32(0xFF));
+}
 CSM_INLINE vf vf_exponent_from_biased(vf biased)
 {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(biased), 23));
@@ -81,6 +87,11 @@ CSM_INLINE vd vd_min(vd a, vd b) { return _mm512_min_pd(a, b); }
 CSM_INLINE vd_mask vd_not_less(vd a, vd b) { return _mm512_cmp_pd_mask(a, b, _CMP_NLT_UQ); }
 CSM_INLINE vd_mask vd_not_equal(vd a, vd b) { return _mm512_cmp_pd_mask(a, b, _CMP_NEQ_UQ); }
 CSM_INLINE vd vd_keep(vd_mask keep, vd v) { return _mm512_maskz_mov_pd(keep, v); }
+CSM_INLINE vd vd_select(vd_mask m, vd a, vd b) { return _mm512_mask_blend_pd(m, b, a); }
+CSM_INLINE vd_mask vd_mask_from_bytes(const uint8_t *p)
+{
+    return _mm512_test_epi64_mask(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)p)), _mm512_set1_epi64(0xFF));
+}
 CSM_INLINE vd vd_exponent_from_biased(vd biased)
 {
     return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(biased), 52));

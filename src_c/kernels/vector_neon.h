@@ -23,6 +23,7 @@
 
 #include <arm_neon.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernel_table.h"
 
@@ -77,6 +78,15 @@ CSM_INLINE vf_mask vf_not_less(vf a, vf b) { return vmvnq_u32(vcltq_f32(a, b)); 
 CSM_INLINE vf_mask vf_not_equal(vf a, vf b) { return vmvnq_u32(vceqq_f32(a, b)); } /* true for NaN */
 /* 0 where !keep */
 CSM_INLINE vf vf_keep(vf_mask keep, vf v) { return vreinterpretq_f32_u32(vandq_u32(keep, vreinterpretq_u32_f32(v))); }
+CSM_INLINE vf vf_select(vf_mask m, vf a, vf b) { return vbslq_f32(m, a, b); } /* m ? a : b */
+/* Lane j true where the byte p[j] is nonzero (a NumPy bool mask). */
+CSM_INLINE vf_mask vf_mask_from_bytes(const uint8_t *p)
+{
+    uint32_t word;
+    memcpy(&word, p, sizeof word);
+    uint32x4_t wide = vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(word)))));
+    return vtstq_u32(wide, wide);
+}
 /* 2^n from the magic-biased value whose low mantissa bits hold n + 127. */
 CSM_INLINE vf vf_exponent_from_biased(vf biased)
 {
@@ -119,6 +129,12 @@ CSM_INLINE vd_mask vd_invert(vd_mask m) { return vreinterpretq_u64_u32(vmvnq_u32
 CSM_INLINE vd_mask vd_not_less(vd a, vd b) { return vd_invert(vcltq_f64(a, b)); }
 CSM_INLINE vd_mask vd_not_equal(vd a, vd b) { return vd_invert(vceqq_f64(a, b)); }
 CSM_INLINE vd vd_keep(vd_mask keep, vd v) { return vreinterpretq_f64_u64(vandq_u64(keep, vreinterpretq_u64_f64(v))); }
+CSM_INLINE vd vd_select(vd_mask m, vd a, vd b) { return vbslq_f64(m, a, b); }
+CSM_INLINE vd_mask vd_mask_from_bytes(const uint8_t *p)
+{
+    uint64x2_t wide = vcombine_u64(vcreate_u64(p[0]), vcreate_u64(p[1]));
+    return vtstq_u64(wide, wide);
+}
 CSM_INLINE vd vd_exponent_from_biased(vd biased)
 {
     return vreinterpretq_f64_u64(vshlq_n_u64(vreinterpretq_u64_f64(biased), 52));

@@ -6,7 +6,9 @@
  *   columns and rows (softmax, log_softmax, logsumexp), both dtypes, both
  *   precisions, against a long double reference (reference.c) and against
  *   the scalar kernel; then csm_reduce_f32/f64 end to end (rows, columns,
- *   long blocked rows, in place, bitwise determinism across thread counts).
+ *   long blocked rows, in place, bitwise determinism across thread counts);
+ *   then csm_reduce_options (a where mask, a temperature) and csm_backward
+ *   against the scalar kernel, which the Python suite checks against mpmath.
  *
  * Rows have 1..70 elements plus a few longer ones, spreads up to +-1000,
  * ties, outputs near 0 and below the normal range, and -inf / NaN / +inf mixed
@@ -61,6 +63,8 @@ typedef enum {
     ENTRY_REDUCE_LOG_SOFTMAX,
     ENTRY_REDUCE_LOGSUMEXP,
     ENTRY_REDUCE_THREADS, /* bitwise equality for 1 and 4 threads */
+    ENTRY_MASKED,         /* csm_reduce_options with where / temperature: against the scalar kernel */
+    ENTRY_BACKWARD,       /* csm_backward: against the scalar kernel */
     ENTRY_COUNT
 } entry_point;
 
@@ -69,6 +73,7 @@ static const char *const entry_names[ENTRY_COUNT] = {
     "finish softmax",    "finish log_softmax",   "columns softmax",  "columns log_softmax",
     "columns logsumexp", "rows softmax",         "rows log_softmax", "rows logsumexp",
     "reduce softmax",    "reduce log_softmax",   "reduce logsumexp", "reduce threads",
+    "where/temperature", "backward",
 };
 
 static const char *const dtype_names[DTYPE_COUNT] = {"f32", "f64"};
@@ -321,9 +326,9 @@ static void call_partial(const csm_kernel_table *k, test_dtype dtype, const void
                          csm_partial *partial)
 {
     if (dtype == DTYPE_F32)
-        k->partial_f32(x, y, n, precision, partial);
+        k->partial_f32(x, NULL, y, n, precision, NULL, partial);
     else
-        k->partial_f64(x, y, n, precision, partial);
+        k->partial_f64(x, NULL, y, n, precision, NULL, partial);
 }
 
 static void call_scale(const csm_kernel_table *k, test_dtype dtype, void *y, int64_t n, int precision,
@@ -339,18 +344,18 @@ static void call_finish(const csm_kernel_table *k, test_dtype dtype, const void 
                         int precision, const csm_row_scale *scale)
 {
     if (dtype == DTYPE_F32)
-        k->finish_f32(x, y, n, operation, precision, scale);
+        k->finish_f32(x, NULL, y, n, operation, precision, NULL, scale);
     else
-        k->finish_f64(x, y, n, operation, precision, scale);
+        k->finish_f64(x, NULL, y, n, operation, precision, NULL, scale);
 }
 
 static void call_columns(const csm_kernel_table *k, test_dtype dtype, const void *x, void *y, int64_t n, int64_t inner,
                          int64_t columns, int operation, int precision)
 {
     if (dtype == DTYPE_F32)
-        k->columns_f32(x, y, n, inner, columns, operation, precision);
+        k->columns_f32(x, NULL, y, n, inner, columns, operation, precision, NULL);
     else
-        k->columns_f64(x, y, n, inner, columns, operation, precision);
+        k->columns_f64(x, NULL, y, n, inner, columns, operation, precision, NULL);
 }
 
 static int has_rows(const csm_kernel_table *k, test_dtype dtype)
@@ -362,9 +367,9 @@ static void call_rows(const csm_kernel_table *k, test_dtype dtype, const void *x
                       int operation, int precision)
 {
     if (dtype == DTYPE_F32)
-        k->rows_f32(x, y, rows, n, operation, precision);
+        k->rows_f32(x, NULL, y, rows, n, operation, precision, NULL);
     else
-        k->rows_f64(x, y, rows, n, operation, precision);
+        k->rows_f64(x, NULL, y, rows, n, operation, precision, NULL);
 }
 
 static int64_t column_tile(const csm_kernel_table *k, test_dtype dtype)
@@ -584,14 +589,14 @@ static const scalar_result *scalar_of(test_row *row, int precision)
     csm_partial masked, stored;
     csm_row_scale log_scale, softmax_scale, store_scale;
     call_partial(k, dtype, x, NULL, n, precision, &masked);
-    s->partial_state = csm_row_scale_from_partials(&masked, 1, CSM_LOG_SOFTMAX, &log_scale);
-    csm_row_scale_from_partials(&masked, 1, CSM_SOFTMAX, &softmax_scale);
+    s->partial_state = csm_row_scale_from_partials(&masked, 1, CSM_LOG_SOFTMAX, NULL, &log_scale);
+    csm_row_scale_from_partials(&masked, 1, CSM_SOFTMAX, NULL, &softmax_scale);
     s->rest = partial_rest(&masked);
     const double logsumexp = csm_logsumexp_from_state(s->partial_state, &log_scale);
     s->logsumexp = dtype == DTYPE_F32 ? (float)logsumexp : logsumexp;
 
     call_partial(k, dtype, x, y, n, precision, &stored);
-    s->store_state = csm_row_scale_from_partials(&stored, 1, CSM_SOFTMAX, &store_scale);
+    s->store_state = csm_row_scale_from_partials(&stored, 1, CSM_SOFTMAX, NULL, &store_scale);
     s->store_rest = partial_rest(&stored);
     for (int64_t i = 0; i < n; i++)
         s->exp_term[i] = get(y, i, dtype);
@@ -672,8 +677,8 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
     csm_row_scale log_scale, softmax_scale;
     check_begin(&c, isa, ENTRY_PARTIAL, dtype, precision, "n=%lld %s", (long long)n, pattern);
     call_partial(k, dtype, x, NULL, n, precision, &masked);
-    const csm_row_state state = csm_row_scale_from_partials(&masked, 1, CSM_LOG_SOFTMAX, &log_scale);
-    csm_row_scale_from_partials(&masked, 1, CSM_SOFTMAX, &softmax_scale);
+    const csm_row_state state = csm_row_scale_from_partials(&masked, 1, CSM_LOG_SOFTMAX, NULL, &log_scale);
+    csm_row_scale_from_partials(&masked, 1, CSM_SOFTMAX, NULL, &softmax_scale);
     check_condition(&c, state == r->state && state == s->partial_state, "state %s, reference %s, scalar %s",
                     state_name(state), state_name(r->state), state_name(s->partial_state));
     if (state == CSM_ROW_FINITE && r->state == CSM_ROW_FINITE) {
@@ -703,7 +708,7 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
         set(y, i, dtype, SENTINEL);
     check_begin(&c, isa, ENTRY_PARTIAL_STORE, dtype, precision, "n=%lld %s", (long long)n, pattern);
     call_partial(k, dtype, x, y, n, precision, &stored);
-    const csm_row_state store_state = csm_row_scale_from_partials(&stored, 1, CSM_SOFTMAX, &store_scale);
+    const csm_row_state store_state = csm_row_scale_from_partials(&stored, 1, CSM_SOFTMAX, NULL, &store_scale);
     check_condition(&c, sentinel_intact(y, dtype), "wrote before y");
     check_condition(
         &c, (store_state == CSM_ROW_FINITE) == (r->state == CSM_ROW_FINITE) && store_state == s->store_state,
@@ -1006,6 +1011,132 @@ static void test_thread_determinism(int isa, test_dtype dtype)
     }
 }
 
+/* Masks, temperatures and gradients: every ISA against the scalar kernel (the
+ * Python suite checks the scalar kernel itself against mpmath).  Outputs agree
+ * to 8 ULP and in every special value; excluded outputs are exactly 0 / -inf. */
+#define MASKED_ULP 8.0
+
+static int same_output(double a, double b, test_dtype dtype)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b);
+    if (isinf(a) || isinf(b) || fabs(a) < smallest_normal(dtype) || fabs(b) < smallest_normal(dtype))
+        return a == b || (fabs(a) < smallest_normal(dtype) && fabs(b) < smallest_normal(dtype));
+    return ulp_distance(a, b, dtype) <= MASKED_ULP;
+}
+
+static void fill_masked_case(void *x, uint8_t *where, int64_t elements, int64_t n, test_dtype dtype, uint64_t seed)
+{
+    random_state = seed;
+    for (int64_t i = 0; i < elements; i++) {
+        set(x, i, dtype, random_uniform(-30, 30));
+        where[i] = random_uniform(0, 1) < 0.7;
+    }
+    /* specials: hidden under the mask, included, and whole excluded slices */
+    for (int64_t i = 0; i + 3 < elements; i += 97) {
+        set(x, i, dtype, NAN);
+        where[i] = 0;
+        set(x, i + 1, dtype, -INFINITY);
+        set(x, i + 2, dtype, INFINITY);
+        where[i + 2] = i % 3 == 0;
+    }
+    for (int64_t i = 0; i < n && i < elements; i++)
+        where[i] = 0;
+}
+
+static void test_masked(int isa, test_dtype dtype)
+{
+    static const struct {
+        int64_t outer, n, inner;
+    } shapes[] = {{37, 1, 1},  {37, 3, 1},   {37, 8, 1},  {37, 17, 1}, {37, 64, 1}, {37, 65, 1},
+                  {5, 257, 1}, {3, 4099, 1}, {1, 33000, 1}, {2, 33, 70}, {3, 5, 7},  {2, 64, 19}};
+    static const double temperatures[] = {1.0, 0.37, 3.0};
+    const size_t size = element_size(dtype);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int64_t outer = shapes[k].outer, n = shapes[k].n, inner = shapes[k].inner;
+        const int64_t elements = outer * n * inner;
+        void *x = guarded_array(&region_x, elements, dtype);
+        uint8_t *where = malloc((size_t)elements);
+        void *expected = malloc((size_t)elements * size);
+        if (!where || !expected)
+            abort();
+        fill_masked_case(x, where, elements, inner == 1 ? n : n * inner, dtype, 0xC0FFEE + k);
+        for (int t = 0; t < 3; t++) {
+            for (int o = 0; o < 3; o++) {
+                const int operation = operations[o];
+                if (operation == CSM_LOGSUMEXP && temperatures[t] != 1.0)
+                    continue;
+                const int64_t outputs = operation == CSM_LOGSUMEXP ? outer * inner : elements;
+                const csm_options options = {t == 2 ? NULL : where, temperatures[t], 0};
+                void *y = guarded_array(&region_y, outputs, dtype);
+                csm_set_isa(CSM_ISA_SCALAR);
+                int status = dtype == DTYPE_F32 ? csm_reduce_options_f32(operation, CSM_EXACT, x, expected, outer, n,
+                                                                         inner, &options)
+                                                : csm_reduce_options_f64(operation, CSM_EXACT, x, expected, outer, n,
+                                                                         inner, &options);
+                csm_set_isa(isa);
+                status |= dtype == DTYPE_F32
+                              ? csm_reduce_options_f32(operation, CSM_EXACT, x, y, outer, n, inner, &options)
+                              : csm_reduce_options_f64(operation, CSM_EXACT, x, y, outer, n, inner, &options);
+                check c;
+                check_begin(&c, isa, ENTRY_MASKED, dtype, 0, "op %d (%lld, %lld, %lld), %s, T = %g", operation,
+                            (long long)outer, (long long)n, (long long)inner, options.where ? "where" : "no where",
+                            temperatures[t]);
+                check_condition(&c, status == CSM_OK, "status %d", status);
+                for (int64_t i = 0; i < outputs && !c.failed; i++) {
+                    const double got = get(y, i, dtype), want = get(expected, i, dtype);
+                    const int normal = isfinite(got) && isfinite(want) && fabs(want) >= smallest_normal(dtype);
+                    track(&c.worst_scalar, normal ? ulp_distance(got, want, dtype) : 0.0);
+                    check_condition(&c, same_output(got, want, dtype), "element %lld: %.17g, scalar kernel %.17g",
+                                    (long long)i, got, want);
+                    if (options.where && operation != CSM_LOGSUMEXP && !where[i])
+                        check_condition(&c, got == (operation == CSM_SOFTMAX ? 0.0 : -INFINITY),
+                                        "excluded element %lld gives %.17g", (long long)i, got);
+                }
+                check_end(&c);
+            }
+        }
+        /* gradients: grad = x with its specials replaced, s the scalar softmax / log_softmax */
+        for (int o = 0; o < 2; o++) {
+            const int operation = operations[o];
+            void *grad = guarded_array(&region_z, elements, dtype);
+            for (int64_t i = 0; i < elements; i++)
+                set(grad, i, dtype, isfinite(get(x, i, dtype)) ? get(x, i, dtype) / 7 : 0.5);
+            const csm_options options = {where, 1.0, 0};
+            void *s = malloc((size_t)elements * size);
+            void *y = guarded_array(&region_y, elements, dtype);
+            if (!s)
+                abort();
+            csm_set_isa(CSM_ISA_SCALAR);
+            if (dtype == DTYPE_F32) {
+                csm_reduce_options_f32(operation, CSM_EXACT, x, s, outer, n, inner, &options);
+                csm_backward_f32(operation, grad, s, where, expected, outer, n, inner, 0);
+                csm_set_isa(isa);
+                csm_backward_f32(operation, grad, s, where, y, outer, n, inner, 0);
+            } else {
+                csm_reduce_options_f64(operation, CSM_EXACT, x, s, outer, n, inner, &options);
+                csm_backward_f64(operation, grad, s, where, expected, outer, n, inner, 0);
+                csm_set_isa(isa);
+                csm_backward_f64(operation, grad, s, where, y, outer, n, inner, 0);
+            }
+            check c;
+            check_begin(&c, isa, ENTRY_BACKWARD, dtype, 0, "op %d (%lld, %lld, %lld)", operation, (long long)outer,
+                        (long long)n, (long long)inner);
+            for (int64_t i = 0; i < elements && !c.failed; i++) {
+                const double got = get(y, i, dtype), want = get(expected, i, dtype);
+                /* outputs near 0 cancel (g - sum): compare against the slice's scale */
+                const double close = fabs(got - want) <= 1e-5 * (1.0 + fabs(want)) * (dtype == DTYPE_F32 ? 1 : 1e-8);
+                check_condition(&c, (isnan(got) && isnan(want)) || got == want || close,
+                                "element %lld: %.17g, scalar kernel %.17g", (long long)i, got, want);
+            }
+            check_end(&c);
+            free(s);
+        }
+        free(where);
+        free(expected);
+    }
+}
+
 /* ------------------------------------------------------------------------- */
 /* Report                                                                    */
 /* ------------------------------------------------------------------------- */
@@ -1131,6 +1262,7 @@ int main(int argc, char **argv)
                 }
             }
             test_reduce(isa, (test_dtype)d);
+            test_masked(isa, (test_dtype)d);
             if (csm_openmp_enabled())
                 test_thread_determinism(isa, (test_dtype)d);
         }

@@ -96,7 +96,7 @@ def main(argv=None) -> None:
     config = csoftmax.show_config(mode="dicts")
     print(f"csoftmax {config['version']} backend={config['backend']} isa={config['isa']} "
           f"numpy {np.__version__} on {platform.machine()}")
-    print(f"| case | implementation | threads | median ms | Melem/s | ratio vs csoftmax |")
+    print("| case | implementation | threads | median ms | Melem/s | ratio vs csoftmax |")
     print("|---|---|---|---|---|---|")
     for make in (cross_entropy_case, segment_case):
         title, elements, impls, torch = make(rng)

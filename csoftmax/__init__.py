@@ -53,13 +53,18 @@ softmax_backward = getattr(_backend, "softmax_backward", _transitional.softmax_b
 log_softmax_backward = getattr(_backend, "log_softmax_backward",
                                _transitional.log_softmax_backward)
 if backend == "c":
-    from csoftmax._native import (  # noqa: E402
-        cross_entropy, segment_log_softmax, segment_logsumexp, segment_softmax,
+    from csoftmax._native import (
+        cross_entropy,
+        segment_log_softmax,
+        segment_logsumexp,
+        segment_softmax,
     )
 else:
-    from csoftmax._cross_entropy import cross_entropy  # noqa: E402
-    from csoftmax._segments import (  # noqa: E402
-        segment_log_softmax, segment_logsumexp, segment_softmax,
+    from csoftmax._cross_entropy import cross_entropy
+    from csoftmax._segments import (
+        segment_log_softmax,
+        segment_logsumexp,
+        segment_softmax,
     )
 
 from csoftmax._config import get_include, show_config  # noqa: E402

@@ -48,8 +48,7 @@ static void CE_FN(row_grad)(const csm_cross_entropy *ce, const ELEMENT *x, const
 /* One contiguous row of n > 0 logits: its loss, and its gradient when grad
  * is not NULL.  q: the row's probability targets, or NULL for the class
  * index `target`. */
-static double CE_FN(row)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *q, int64_t target,
-                         ELEMENT *grad)
+static double CE_FN(row)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *q, int64_t target, ELEMENT *grad)
 {
     const int64_t n = ce->n;
     if (!q && target == ce->ignore_index) {

@@ -161,7 +161,9 @@ static int segment_reduce(segment_problem *p)
     const int64_t total = p->indptr[p->segments] * p->inner;
     const int threads = csm_threads_for(total, p->segments, 0);
     const int64_t share = total / threads;
-    p->big = threads == 1 ? INT64_MAX : share > 2 * CSM_MIN_ELEMENTS_PER_THREAD ? share : 2 * CSM_MIN_ELEMENTS_PER_THREAD;
+    p->big = threads == 1                              ? INT64_MAX
+             : share > 2 * CSM_MIN_ELEMENTS_PER_THREAD ? share
+                                                       : 2 * CSM_MIN_ELEMENTS_PER_THREAD;
 
     int64_t plain_total = 0;
     for (int64_t s = 0; s < p->segments; s++) {
@@ -186,8 +188,7 @@ static int segment_reduce(segment_problem *p)
     int result = CSM_ERROR_NO_MEMORY;
     if (order && chunk_start && by_length && batches && status && buffers) {
         const int64_t batch_count = plan_batches(p, order, batches, by_length);
-        const int64_t chunks =
-            plan_chunks(p, plain_total / ((int64_t)threads * CHUNKS_PER_THREAD) + 1, chunk_start);
+        const int64_t chunks = plan_chunks(p, plain_total / ((int64_t)threads * CHUNKS_PER_THREAD) + 1, chunk_start);
         int *batch_status = status + chunks;
         csm_work slots = {0, threads, 1}; /* each thread takes one buffer */
         csm_work batch_work = csm_work_for(batch_count, threads, 1);
@@ -221,8 +222,10 @@ int csm_segment_reduce_f32(csm_operation operation, csm_precision precision, con
                            const int64_t *indptr, int64_t segments, int64_t inner)
 {
     const csm_kernel_table *kernels = csm_current_kernels();
-    segment_problem p = {reduce_f32, operation, precision, (const char *)x, (char *)y, indptr, segments, inner,
-                         (int64_t)sizeof(float), kernels->rows_f32 ? kernels->short_row_limit : 0, 0};
+    segment_problem p = {
+        reduce_f32, operation, precision, (const char *)x,        (char *)y,
+        indptr,     segments,  inner,     (int64_t)sizeof(float), kernels->rows_f32 ? kernels->short_row_limit : 0,
+        0};
     return segment_reduce(&p);
 }
 
@@ -230,7 +233,9 @@ int csm_segment_reduce_f64(csm_operation operation, csm_precision precision, con
                            const int64_t *indptr, int64_t segments, int64_t inner)
 {
     const csm_kernel_table *kernels = csm_current_kernels();
-    segment_problem p = {reduce_f64, operation, precision, (const char *)x, (char *)y, indptr, segments, inner,
-                         (int64_t)sizeof(double), kernels->rows_f64 ? kernels->short_row_limit : 0, 0};
+    segment_problem p = {
+        reduce_f64, operation, precision, (const char *)x,         (char *)y,
+        indptr,     segments,  inner,     (int64_t)sizeof(double), kernels->rows_f64 ? kernels->short_row_limit : 0,
+        0};
     return segment_reduce(&p);
 }

@@ -335,7 +335,7 @@ def test_bitwise_for_every_thread_count(c_impl, rng, shape, axis):
                     logits, target, axis, label_smoothing=0.1, return_grad=True),
                     native.cross_entropy(logits, target, axis, reduction="none")))
         first = {p: r for t, p, *r in results if t == 1}
-        for threads, probability, (loss, grad), losses in results:
+        for _threads, probability, (loss, grad), losses in results:
             (want_loss, want_grad), want_losses = first[probability]
             assert loss.tobytes() == want_loss.tobytes()
             assert grad.tobytes() == want_grad.tobytes()

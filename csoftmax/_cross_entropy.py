@@ -209,7 +209,37 @@ def compute_numpy(p, return_grad):
 
 def cross_entropy(logits, target, axis=-1, *, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, return_grad=False):
-    """PyTorch's cross_entropy from logits along `axis`, with NumPy; see csoftmax.cross_entropy."""
+    """Cross-entropy loss from logits: ``torch.nn.functional.cross_entropy`` for NumPy.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores with the classes along `axis` (default: the last axis).
+    target : array_like
+        Integer class indices of ``logits.shape`` without `axis`, or floating-point class
+        probabilities of ``logits.shape``.
+    weight : array_like, optional
+        One weight per class (1-D, length ``logits.shape[axis]``).
+    ignore_index : int
+        Rows whose class index equals it contribute 0 and are left out of the mean
+        (class-index targets only).
+    reduction : {"mean", "sum", "none"}
+        "mean": ``sum(w[t_i] * loss_i) / sum(w[t_i])`` over the rows not ignored (class
+        indices) or the mean over the rows (probabilities); a mean over zero weight is NaN.
+    label_smoothing : float in [0, 1]
+        Mixes the target with the uniform distribution, as torch does.
+    return_grad : bool
+        Also return the gradient of the (reduced; for "none", summed) loss with respect to
+        `logits`, same shape and dtype, from the same pass.
+
+    Returns
+    -------
+    loss : NumPy scalar ("mean", "sum") or array ("none") of the logits' result dtype
+        (float16 computed in float32, integers as float64).
+    grad : ndarray, only with ``return_grad=True``.
+
+    A class index outside ``[0, C)`` that is not `ignore_index` raises IndexError.
+    """
     p = prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
     losses, loss, grad = compute_numpy(p, return_grad)
     return p.finish(losses, loss, grad)

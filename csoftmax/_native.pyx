@@ -436,3 +436,10 @@ def segment_log_softmax(x, indptr, *, out=None, precision="exact"):
 def segment_logsumexp(x, indptr):
     """logsumexp of every CSR segment of x's rows; see csoftmax.segment_logsumexp."""
     return _segment(CSM_LOGSUMEXP, x, indptr, None, "exact")
+
+
+# One documentation for both backends: the NumPy implementations' docstrings.
+cross_entropy.__doc__ = _cross_entropy.cross_entropy.__doc__
+segment_softmax.__doc__ = _segments.segment_softmax.__doc__
+segment_log_softmax.__doc__ = _segments.segment_log_softmax.__doc__
+segment_logsumexp.__doc__ = _segments.segment_logsumexp.__doc__

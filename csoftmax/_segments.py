@@ -132,15 +132,26 @@ def _run(op, x, indptr, out=None, precision="exact"):
 
 
 def segment_softmax(x, indptr, *, out=None, precision="exact"):
-    """Softmax of every segment ``x[indptr[s]:indptr[s + 1]]`` along axis 0, with NumPy."""
+    """Softmax of every CSR segment of `x`'s rows, for each trailing position.
+
+    `indptr` holds non-decreasing integers with ``indptr[0] == 0`` and ``indptr[-1] == len(x)``;
+    segment ``s`` is ``x[indptr[s]:indptr[s + 1]]`` (empty ones are allowed) and is normalised
+    along axis 0 on its own, bitwise as ``softmax(x[a:b], axis=0)`` on the C backend.  The
+    result has `x`'s shape and dtype rules as `softmax`; `out` follows softmax's rules (it may
+    be `x`).  ``precision="fast"`` is the classical algorithm (``x - max`` rounded once), as in
+    `softmax`; the default "exact" keeps the 4-ULP bar.
+    """
     return _run("softmax", x, indptr, out, precision)
 
 
 def segment_log_softmax(x, indptr, *, out=None, precision="exact"):
-    """Log-softmax of every segment along axis 0, with NumPy."""
+    """Log-softmax of every CSR segment of `x`'s rows; arguments as `segment_softmax`."""
     return _run("log_softmax", x, indptr, out, precision)
 
 
 def segment_logsumexp(x, indptr):
-    """logsumexp of every segment along axis 0 (-inf for an empty one), with NumPy."""
+    """logsumexp of every CSR segment of `x`'s rows (see `segment_softmax`).
+
+    Returns shape ``(len(indptr) - 1,) + x.shape[1:]``, ``-inf`` for an empty segment.
+    """
     return _run("logsumexp", x, indptr)

@@ -46,12 +46,8 @@ log_softmax = _backend.log_softmax
 logsumexp = _backend.logsumexp
 get_num_threads = _backend.get_num_threads
 set_num_threads = _backend.set_num_threads
-# TRANSITIONAL until _native gains them (issue 5): then plain getattr(_backend, name).
-from csoftmax import _fallback as _transitional  # noqa: E402
-
-softmax_backward = getattr(_backend, "softmax_backward", _transitional.softmax_backward)
-log_softmax_backward = getattr(_backend, "log_softmax_backward",
-                               _transitional.log_softmax_backward)
+softmax_backward = _backend.softmax_backward
+log_softmax_backward = _backend.log_softmax_backward
 if backend == "c":
     from csoftmax._native import (
         cross_entropy,

@@ -43,7 +43,13 @@ static void DRIVER_FN(short_row)(const csm_reduction *r, const ELEMENT *x, const
     csm_partial partial;
     csm_row_scale scale;
     const int store = r->operation == CSM_SOFTMAX;
-    KERNEL_FN(r->kernels, partial)(x, where, store ? y : NULL, n, r->precision, r->temperature, &partial);
+    const uint8_t *kernel_where = where;
+    if (where && r->operation != CSM_LOGSUMEXP) { /* read the mask once: y = x, excluded -inf */
+        KERNEL_FN(r->kernels, mask)(x, where, y, n);
+        x = y;
+        kernel_where = NULL;
+    }
+    KERNEL_FN(r->kernels, partial)(x, kernel_where, store ? y : NULL, n, r->precision, r->temperature, &partial);
     csm_row_state state = csm_row_scale_from_partials(&partial, 1, r->operation, r->temperature, &scale);
     if (r->operation == CSM_LOGSUMEXP)
         *y = (ELEMENT)csm_logsumexp_from_state(state, &scale);
@@ -52,7 +58,7 @@ static void DRIVER_FN(short_row)(const csm_reduction *r, const ELEMENT *x, const
     else if (store)
         KERNEL_FN(r->kernels, scale)(y, n, r->precision, &scale);
     else
-        KERNEL_FN(r->kernels, finish)(x, where, y, n, r->operation, r->precision, r->temperature, &scale);
+        KERNEL_FN(r->kernels, finish)(x, kernel_where, y, n, r->operation, r->precision, r->temperature, &scale);
 }
 
 static void DRIVER_FN(short_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int64_t begin, int64_t end)
@@ -93,8 +99,15 @@ static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, 
         const int64_t row = item / r->blocks, start = (item % r->blocks) * block;
         const int64_t length = r->n - start < block ? r->n - start : block;
         const int64_t offset = row * r->n + start;
-        KERNEL_FN(r->kernels, partial)(x + offset, r->where ? r->where + offset : NULL, store ? y + offset : NULL,
-                                       length, r->precision, r->temperature, &partials[item]);
+        const ELEMENT *source = x + offset;
+        const uint8_t *where = r->where ? r->where + offset : NULL;
+        if (where && r->operation != CSM_LOGSUMEXP) { /* as short_row; phase 3 reads y */
+            KERNEL_FN(r->kernels, mask)(source, where, y + offset, length);
+            source = y + offset;
+            where = NULL;
+        }
+        KERNEL_FN(r->kernels, partial)(source, where, store ? y + offset : NULL, length, r->precision,
+                                       r->temperature, &partials[item]);
     }
 }
 
@@ -118,7 +131,8 @@ static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, E
                 KERNEL_FN(r->kernels, scale)(y + offset, length, r->precision, &block_scale);
             }
         } else {
-            KERNEL_FN(r->kernels, finish)(x + offset, where, y + offset, length, r->operation, r->precision,
+            const ELEMENT *source = where ? y + offset : x + offset; /* masked: y holds x, excluded -inf */
+            KERNEL_FN(r->kernels, finish)(source, NULL, y + offset, length, r->operation, r->precision,
                                           r->temperature, &scales[row]);
         }
     }

@@ -302,12 +302,20 @@ def test_unsupported_dtypes_raise_typeerror_naming_the_dtype(impl, precision, op
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_masked_array_raises_typeerror(impl, precision, op):
-    x = np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0])
-    with pytest.raises(TypeError):
-        impl.call(op, x, precision=precision)
-    with pytest.raises(TypeError):  # even with nothing masked
-        impl.call(op, np.ma.array([1.0, 2.0]), precision=precision)
+def test_masked_array_reads_as_where(impl, precision, op):
+    """DESIGN.md section 3: a masked array is read as where=~mask (tests/test_where.py has more)."""
+    x = np.ma.array([1.0, np.nan, 3.0], mask=[0, 1, 0])
+    got = impl.call(op, x, precision=precision)
+    assert not isinstance(got, np.ma.MaskedArray)
+    compressed = impl.call(op, np.array([1.0, 3.0]), precision=precision)
+    if op == "logsumexp":
+        assert got == compressed
+    else:
+        np.testing.assert_array_equal(got[[0, 2]], compressed)
+        assert got[1] == (0.0 if op == "softmax" else -np.inf)
+    # nothing masked: the plain data
+    np.testing.assert_array_equal(impl.call(op, np.ma.array([1.0, 2.0]), precision=precision),
+                                  impl.call(op, np.array([1.0, 2.0]), precision=precision))
 
 
 # ----------------------------------------------------------------- logsumexp

@@ -62,6 +62,10 @@ typedef struct {
                         const csm_temperature *temperature, csm_partial *partial);
     void (*partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
                         const csm_temperature *temperature, csm_partial *partial);
+    /* y = x where included, -inf where excluded (y may be x): the row paths
+     * read the mask once this way, then run unmasked on y. */
+    void (*mask_f32)(const float *x, const uint8_t *where, float *y, int64_t n);
+    void (*mask_f64)(const double *x, const uint8_t *where, double *y, int64_t n);
     /* y *= 1 / sum, in place (after partial with y). */
     void (*scale_f32)(float *y, int64_t n, int precision, const csm_row_scale *scale);
     void (*scale_f64)(double *y, int64_t n, int precision, const csm_row_scale *scale);

@@ -60,6 +60,12 @@ static ELEMENT SCALAR_FN(load)(const ELEMENT *x, const uint8_t *where, int64_t i
     return !where || where[i] ? x[i] : (ELEMENT)-INFINITY;
 }
 
+static void SCALAR_FN(mask)(const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = SCALAR_FN(load)(x, where, i);
+}
+
 static double SCALAR_FN(max)(const ELEMENT *x, const uint8_t *where, int64_t n)
 {
     double row_max = -INFINITY;

@@ -312,6 +312,15 @@ CSM_INLINE void fold_float_sums(vf *float_sums, vd *sums)
 /* store: y = exp(x - M), plain sum.  !store: masked sum of the non-maximal
  * terms plus the count of maxima (tail lanes are filled with M, which counts
  * nowhere: count is n minus the non-maximal lanes). */
+static void KERNEL(mask_f32)(const float *x, const uint8_t *where, float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + VF_LANES <= n; i += VF_LANES)
+        vf_store(y + i, masked_f32(vf_load(x + i), where, i, VF_LANES, 1));
+    if (i < n)
+        vf_store_partial(y + i, masked_f32(vf_load_partial(x + i, n - i, 0.0f), where, i, n - i, 1), n - i);
+}
+
 static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
                                 const csm_temperature *temperature, csm_partial *partial);
 
@@ -594,6 +603,15 @@ static void sum_kahan_lanes(const vd *sums, const vd *compensations, int count, 
 /* ------------------------------------------------------------------------- */
 /* float64 row kernels                                                        */
 /* ------------------------------------------------------------------------- */
+
+static void KERNEL(mask_f64)(const double *x, const uint8_t *where, double *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + VD_LANES <= n; i += VD_LANES)
+        vd_store(y + i, masked_f64(vd_load(x + i), where, i, VD_LANES, 1));
+    if (i < n)
+        vd_store_partial(y + i, masked_f64(vd_load_partial(x + i, n - i, 0.0), where, i, n - i, 1), n - i);
+}
 
 static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
                                 const csm_temperature *temperature, csm_partial *partial);
@@ -1352,6 +1370,8 @@ static const csm_kernel_table KERNEL(table) = {
     .name = CSM_STRINGIFY(CSM_ISA_SUFFIX),
     .partial_f32 = KERNEL(partial_f32),
     .partial_f64 = KERNEL(partial_f64),
+    .mask_f32 = KERNEL(mask_f32),
+    .mask_f64 = KERNEL(mask_f64),
     .scale_f32 = KERNEL(scale_f32),
     .scale_f64 = KERNEL(scale_f64),
     .finish_f32 = KERNEL(finish_f32),

@@ -6,9 +6,12 @@
  * of D is >= 0 (for weights and targets >= 0), so nothing cancels; D is
  * summed in double with a compensation (Neumaier), within an ULP or two of
  * the result's type.  The gradient is A * softmax - a, scaled by the
- * reduction.  Per-row losses are reduced in index order after the parallel
- * part, so results are bitwise identical for any thread count.  The per-type
- * code is cross_entropy_body.h. */
+ * reduction.  Rows of at most 64 classes instead take their loss from the
+ * row-tile kernel's log_softmax of a tile of rows, in a buffer in L1 (one
+ * kernel call per tile rather than per row; every term -a_c log p_c >= 0).
+ * Per-row losses are reduced in index order after the parallel part, so
+ * results are bitwise identical for any thread count.  The per-type code is
+ * cross_entropy_body.h. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -20,6 +23,10 @@
  * once, within this many bytes per row buffer. */
 #define TILE_COLUMNS 16
 #define TILE_BYTES (512 * 1024)
+/* Rows of at most SHORT_CLASSES classes go through the row-tile kernel,
+ * SHORT_TILE_ROWS rows per call. */
+#define SHORT_CLASSES 64
+#define SHORT_TILE_ROWS 64
 
 typedef struct {
     const csm_kernel_table *kernels;

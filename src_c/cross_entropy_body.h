@@ -17,19 +17,13 @@ static void CE_FN(fill)(ELEMENT *y, int64_t n, ELEMENT value)
         y[i] = value;
 }
 
-/* grad = factor * (A * softmax - a), with a the row's weighted target
- * distribution: the kernel's softmax output pass with its 1 / sum scaled by
- * factor * A, then the correction. */
-static void CE_FN(row_grad)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *q, int64_t target,
-                            double target_weight, double mass, const csm_partial *partial, ELEMENT *grad)
+/* grad -= factor * a, with a the row's weighted target distribution (grad
+ * holds factor * A * softmax). */
+static void CE_FN(subtract_target)(const csm_cross_entropy *ce, const ELEMENT *q, int64_t target, double target_weight,
+                                   ELEMENT *grad)
 {
     const int64_t n = ce->n;
     const double factor = ce->grad_factor, keep = 1.0 - ce->smoothing;
-    csm_row_scale scale;
-    csm_row_scale_from_partials(partial, 1, CSM_SOFTMAX, NULL, &scale);
-    scale.inverse_hi *= factor * mass;
-    scale.inverse_lo = scale.inverse_lo == 0.0 ? 0.0 : scale.inverse_lo * factor * mass;
-    KERNEL_FN(ce->kernels, finish)(x, NULL, grad, n, CSM_SOFTMAX, CSM_EXACT, NULL, &scale);
     if (q) {
         for (int64_t c = 0; c < n; c++) {
             const double share = ((double)q[c] * keep + ce->smoothing_class) * (ce->weight ? ce->weight[c] : 1.0);
@@ -43,6 +37,20 @@ static void CE_FN(row_grad)(const csm_cross_entropy *ce, const ELEMENT *x, const
             grad[c] = (ELEMENT)((double)grad[c] - uniform * (ce->weight ? ce->weight[c] : 1.0));
     }
     grad[target] = (ELEMENT)((double)grad[target] - factor * keep * target_weight);
+}
+
+/* grad = factor * (A * softmax - a): the kernel's softmax output pass with
+ * its 1 / sum scaled by factor * A, then the correction. */
+static void CE_FN(row_grad)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *q, int64_t target,
+                            double target_weight, double mass, const csm_partial *partial, ELEMENT *grad)
+{
+    const double scaled = ce->grad_factor * mass;
+    csm_row_scale scale;
+    csm_row_scale_from_partials(partial, 1, CSM_SOFTMAX, NULL, &scale);
+    scale.inverse_hi *= scaled;
+    scale.inverse_lo = scale.inverse_lo == 0.0 ? 0.0 : scale.inverse_lo * scaled;
+    KERNEL_FN(ce->kernels, finish)(x, NULL, grad, ce->n, CSM_SOFTMAX, CSM_EXACT, NULL, &scale);
+    CE_FN(subtract_target)(ce, q, target, target_weight, grad);
 }
 
 /* One contiguous row of n > 0 logits: its loss, and its gradient when grad
@@ -93,10 +101,78 @@ static double CE_FN(row)(const csm_cross_entropy *ce, const ELEMENT *x, const EL
     return distance + mass * scale.log_sum;
 }
 
+/* A short row's loss from its log_softmax (all <= 0, so no term cancels);
+ * with grad, which then holds the row's softmax, its gradient. */
+static double CE_FN(short_row)(const csm_cross_entropy *ce, const ELEMENT *log_softmax, const ELEMENT *q,
+                               int64_t target, ELEMENT *grad)
+{
+    const int64_t n = ce->n;
+    if (!q && target == ce->ignore_index) {
+        if (grad)
+            CE_FN(fill)(grad, n, (ELEMENT)0);
+        return 0.0;
+    }
+    const double keep = 1.0 - ce->smoothing;
+    double loss, mass, target_weight = 0.0;
+    if (q) {
+        compensated_sum losses = {0.0, 0.0}, masses = {0.0, 0.0};
+        for (int64_t c = 0; c < n; c++) {
+            const double share = ((double)q[c] * keep + ce->smoothing_class) * (ce->weight ? ce->weight[c] : 1.0);
+            compensated_add(&losses, share * -(double)log_softmax[c]);
+            compensated_add(&masses, share);
+        }
+        loss = compensated_value(&losses);
+        mass = compensated_value(&masses);
+    } else {
+        target_weight = ce->weight ? ce->weight[target] : 1.0;
+        loss = target_weight * -(double)log_softmax[target];
+        mass = target_weight;
+        if (ce->smoothing > 0.0) {
+            compensated_sum losses = {0.0, 0.0};
+            for (int64_t c = 0; c < n; c++)
+                compensated_add(&losses, (ce->weight ? ce->weight[c] : 1.0) * -(double)log_softmax[c]);
+            loss = keep * loss + ce->smoothing_class * compensated_value(&losses);
+            mass = keep * target_weight + ce->smoothing_class * ce->weight_total;
+        }
+    }
+    if (grad) {
+        const double scaled = ce->grad_factor * mass;
+        for (int64_t c = 0; c < n; c++)
+            grad[c] = (ELEMENT)(scaled * (double)grad[c]);
+        CE_FN(subtract_target)(ce, q, target, target_weight, grad);
+    }
+    return loss;
+}
+
+/* Rows [begin, end) of n <= SHORT_CLASSES classes: the row-tile kernel
+ * (one call per tile of rows, not per row) writes their log_softmax into a
+ * buffer that stays in L1, and their softmax into grad. */
+static void CE_FN(short_rows)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *probability, double *losses,
+                              ELEMENT *grad, int64_t begin, int64_t end)
+{
+    const int64_t n = ce->n;
+    ELEMENT log_softmax[SHORT_TILE_ROWS * SHORT_CLASSES];
+    for (int64_t first = begin; first < end; first += SHORT_TILE_ROWS) {
+        const int64_t count = end - first < SHORT_TILE_ROWS ? end - first : SHORT_TILE_ROWS;
+        KERNEL_FN(ce->kernels, rows)(x + first * n, NULL, log_softmax, count, n, CSM_LOG_SOFTMAX, CSM_EXACT, NULL);
+        if (grad)
+            KERNEL_FN(ce->kernels, rows)(x + first * n, NULL, grad + first * n, count, n, CSM_SOFTMAX, CSM_EXACT, NULL);
+        for (int64_t j = 0; j < count; j++) {
+            const int64_t row = first + j;
+            losses[row] = CE_FN(short_row)(ce, log_softmax + j * n, probability ? probability + row * n : NULL,
+                                           ce->target ? ce->target[row] : 0, grad ? grad + row * n : NULL);
+        }
+    }
+}
+
 /* Rows [begin, end) of an inner == 1 problem. */
 static void CE_FN(rows)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *probability, double *losses,
                         ELEMENT *grad, int64_t begin, int64_t end)
 {
+    if (KERNEL_FN(ce->kernels, rows) && ce->n <= ce->kernels->short_row_limit && ce->n <= SHORT_CLASSES) {
+        CE_FN(short_rows)(ce, x, probability, losses, grad, begin, end);
+        return;
+    }
     for (int64_t row = begin; row < end; row++) {
         const int64_t offset = row * ce->n;
         losses[row] = CE_FN(row)(ce, x + offset, probability ? probability + offset : NULL,

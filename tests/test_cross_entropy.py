@@ -198,11 +198,13 @@ def test_mpmath_spot_checks(impl):
 
 @needs_c
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape, axis", [((33, 1000), -1), ((3, 40, 37), 1), ((2, 70000), 1),
+@pytest.mark.parametrize("shape, axis", [((33, 1000), -1), ((300, 10), -1), ((130, 64), -1),
+                                         ((70, 65), 1), ((3, 40, 37), 1), ((2, 70000), 1),
                                          ((5, 9000, 2), 1)])
 def test_kernel_matches_numpy(c_impl, rng, dtype, shape, axis):
     """The fused kernel against the NumPy implementation (which materialises log_softmax), on
-    rows, column tiles (inner > 1) and rows longer than the kernels' 128 KiB blocks."""
+    short rows (the row-tile path, n <= 64), rows, column tiles (inner > 1) and rows longer
+    than the kernels' 128 KiB blocks."""
     for probability, smoothing in ((False, 0.0), (False, 0.3), (True, 0.1)):
         logits, target = problem(rng, shape, axis, probability)
         logits = logits.astype(dtype)
@@ -321,7 +323,7 @@ def test_ignore_index_any_value(impl, rng):
 
 
 @needs_c
-@pytest.mark.parametrize("shape, axis", [((300, 700), -1), ((40, 300, 20), 1)])
+@pytest.mark.parametrize("shape, axis", [((300, 700), -1), ((8000, 20), -1), ((40, 300, 20), 1)])
 def test_bitwise_for_every_thread_count(c_impl, rng, shape, axis):
     before = native.get_num_threads()
     try:

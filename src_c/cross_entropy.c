@@ -21,7 +21,7 @@
 
 /* inner > 1: up to this many columns are transposed into contiguous rows at
  * once, within this many bytes per row buffer. */
-#define TILE_COLUMNS 16
+#define TILE_COLUMNS 64
 #define TILE_BYTES (512 * 1024)
 /* Rows of at most SHORT_CLASSES classes go through the row-tile kernel,
  * SHORT_TILE_ROWS rows per call. */

@@ -144,39 +144,30 @@ static double CE_FN(short_row)(const csm_cross_entropy *ce, const ELEMENT *log_s
     return loss;
 }
 
-/* Rows [begin, end) of n <= SHORT_CLASSES classes: the row-tile kernel
- * (one call per tile of rows, not per row) writes their log_softmax into a
- * buffer that stays in L1, and their softmax into grad. */
-static void CE_FN(short_rows)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *probability, double *losses,
-                              ELEMENT *grad, int64_t begin, int64_t end)
+/* `count` contiguous rows: logits x, probability targets q (or NULL), class
+ * indices targets (or NULL), their losses, and grad (or NULL).  Rows of at
+ * most SHORT_CLASSES classes go through the row-tile kernel, one call per
+ * tile of rows (not per row), which writes their log_softmax into a buffer
+ * that stays in L1 and their softmax into grad. */
+static void CE_FN(block)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *q, const int64_t *targets,
+                         double *losses, ELEMENT *grad, int64_t count)
 {
     const int64_t n = ce->n;
-    ELEMENT log_softmax[SHORT_TILE_ROWS * SHORT_CLASSES];
-    for (int64_t first = begin; first < end; first += SHORT_TILE_ROWS) {
-        const int64_t count = end - first < SHORT_TILE_ROWS ? end - first : SHORT_TILE_ROWS;
-        KERNEL_FN(ce->kernels, rows)(x + first * n, NULL, log_softmax, count, n, CSM_LOG_SOFTMAX, CSM_EXACT, NULL);
-        if (grad)
-            KERNEL_FN(ce->kernels, rows)(x + first * n, NULL, grad + first * n, count, n, CSM_SOFTMAX, CSM_EXACT, NULL);
-        for (int64_t j = 0; j < count; j++) {
-            const int64_t row = first + j;
-            losses[row] = CE_FN(short_row)(ce, log_softmax + j * n, probability ? probability + row * n : NULL,
-                                           ce->target ? ce->target[row] : 0, grad ? grad + row * n : NULL);
-        }
-    }
-}
-
-/* Rows [begin, end) of an inner == 1 problem. */
-static void CE_FN(rows)(const csm_cross_entropy *ce, const ELEMENT *x, const ELEMENT *probability, double *losses,
-                        ELEMENT *grad, int64_t begin, int64_t end)
-{
-    if (KERNEL_FN(ce->kernels, rows) && ce->n <= ce->kernels->short_row_limit && ce->n <= SHORT_CLASSES) {
-        CE_FN(short_rows)(ce, x, probability, losses, grad, begin, end);
+    if (!(KERNEL_FN(ce->kernels, rows) && n <= ce->kernels->short_row_limit && n <= SHORT_CLASSES)) {
+        for (int64_t j = 0; j < count; j++)
+            losses[j] =
+                CE_FN(row)(ce, x + j * n, q ? q + j * n : NULL, targets ? targets[j] : 0, grad ? grad + j * n : NULL);
         return;
     }
-    for (int64_t row = begin; row < end; row++) {
-        const int64_t offset = row * ce->n;
-        losses[row] = CE_FN(row)(ce, x + offset, probability ? probability + offset : NULL,
-                                 ce->target ? ce->target[row] : 0, grad ? grad + offset : NULL);
+    ELEMENT log_softmax[SHORT_TILE_ROWS * SHORT_CLASSES];
+    for (int64_t first = 0; first < count; first += SHORT_TILE_ROWS) {
+        const int64_t rows = count - first < SHORT_TILE_ROWS ? count - first : SHORT_TILE_ROWS;
+        KERNEL_FN(ce->kernels, rows)(x + first * n, NULL, log_softmax, rows, n, CSM_LOG_SOFTMAX, CSM_EXACT, NULL);
+        if (grad)
+            KERNEL_FN(ce->kernels, rows)(x + first * n, NULL, grad + first * n, rows, n, CSM_SOFTMAX, CSM_EXACT, NULL);
+        for (int64_t j = first; j < first + rows; j++)
+            losses[j] = CE_FN(short_row)(ce, log_softmax + (j - first) * n, q ? q + j * n : NULL,
+                                         targets ? targets[j] : 0, grad ? grad + j * n : NULL);
     }
 }
 
@@ -208,11 +199,9 @@ static void CE_FN(tile)(const csm_cross_entropy *ce, const ELEMENT *x, const ELE
     CE_FN(gather)(x + offset, rows_x, n, inner, columns);
     if (probability)
         CE_FN(gather)(probability + offset, rows_q, n, inner, columns);
-    for (int64_t j = 0; j < columns; j++) {
-        const int64_t row = slab * inner + first + j;
-        losses[row] = CE_FN(row)(ce, rows_x + j * n, probability ? rows_q + j * n : NULL,
-                                 ce->target ? ce->target[row] : 0, grad ? rows_grad + j * n : NULL);
-    }
+    const int64_t row = slab * inner + first;
+    CE_FN(block)(ce, rows_x, probability ? rows_q : NULL, ce->target ? ce->target + row : NULL, losses + row,
+                 grad ? rows_grad : NULL, columns);
     if (grad)
         CE_FN(scatter)(rows_grad, grad + offset, n, inner, columns);
 }
@@ -262,7 +251,9 @@ int CE_FN(csm_cross_entropy)(const ELEMENT *x, const ELEMENT *probability, int64
         CSM_PARALLEL(threads, {
             int64_t begin, end;
             while (csm_work_take(&work, &begin, &end))
-                CE_FN(rows)(&ce, x, probability, losses, grad, begin, end);
+                CE_FN(block)(&ce, x + begin * n, probability ? probability + begin * n : NULL,
+                             ce.target ? ce.target + begin : NULL, losses + begin, grad ? grad + begin * n : NULL,
+                             end - begin);
         });
     } else if (rows > 0) {
         status = CE_FN(columns)(&ce, x, probability, losses, grad);

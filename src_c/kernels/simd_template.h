@@ -85,6 +85,12 @@ static const double EXP_Q_F64[10] = {
 
 #define UNROLL 4 /* vectors per main-loop iteration */
 
+/* With a temperature, x - M can overflow while (x - M) / T does not only when
+ * M is this large (x >= -max): such rows go to the scalar kernel, which
+ * handles them, and the vector loops need no per-element check. */
+#define TEMPERED_HUGE_F32 0x1p100f
+#define TEMPERED_HUGE_F64 0x1p1000
+
 /* Calls BODY(exact, a, b, c) with every flag (0 or 1) a compile-time
  * constant, so each variant is specialised (no run-time flags in loops). */
 #define SPECIALISE(BODY, exact, a, b, c)                                                                           \
@@ -196,12 +202,9 @@ CSM_INLINE vf difference_f32(vf x, vf negative_max, vf *lo, const int exact, con
     if (!tempered)
         return hi;
     vf product = vf_mul(hi, inverse.hi);
-    vf error = vf_fma(hi, inverse.hi, vf_sub(vf_set1(0.0f), product)); /* exact */
-    *lo = vf_add(error, vf_fma(hi, inverse.lo, vf_mul(*lo, inverse.hi)));
-    /* A spread beyond the float range: x - M overflowed, (x - M) / T may not. */
-    vf_mask finite = vf_not_equal(hi, vf_set1(-INFINITY));
-    *lo = vf_keep(finite, *lo);
-    return vf_select(finite, product, vf_fma(x, inverse.hi, vf_mul(negative_max, inverse.hi)));
+    vf error = vf_fms(hi, inverse.hi, product); /* exact */
+    *lo = vf_fma(hi, inverse.lo, vf_fma(*lo, inverse.hi, error));
+    return product;
 }
 
 /* exp(hi + lo) for hi <= 0; 0 below the normal range; NaN stays NaN.
@@ -329,6 +332,10 @@ CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y,
                                  const int store, const int masked, const int tempered)
 {
     const float row_max = max_f32(x, where, n, masked);
+    if (tempered && exact && row_max > TEMPERED_HUGE_F32) {
+        csm_kernels_scalar.partial_f32(x, where, y, n, CSM_EXACT, temperature, partial);
+        return;
+    }
     if (store && row_max == -INFINITY) {
         /* Only -inf (and NaN, or nothing included): nothing finite to store
          * against, and y may be x, so report the masked partial and store zeros. */
@@ -459,6 +466,10 @@ CSM_INLINE void finish_f32_body(const float *x, const uint8_t *where, float *y, 
                                 const csm_temperature *temperature, const csm_row_scale *scale, const int exact,
                                 const int masked, const int tempered)
 {
+    if (tempered && exact && scale->max > TEMPERED_HUGE_F32) {
+        csm_kernels_scalar.finish_f32(x, where, y, n, operation, CSM_EXACT, temperature, scale);
+        return;
+    }
     const vf_inverse inverse = inverse_f32(temperature);
     const vd inverse_d = vd_set1(temperature ? temperature->inverse_hi : 1.0);
     int64_t i = 0;
@@ -499,12 +510,9 @@ CSM_INLINE vd difference_f64(vd x, vd negative_max, vd *lo, const int exact, con
     if (!tempered)
         return hi;
     vd product = vd_mul(hi, inverse.hi);
-    vd error = vd_fma(hi, inverse.hi, vd_sub(vd_zero(), product)); /* exact */
-    *lo = vd_add(error, vd_fma(hi, inverse.lo, vd_mul(*lo, inverse.hi)));
-    /* A spread beyond the double range: x - M overflowed, (x - M) / T may not. */
-    vd_mask finite = vd_not_equal(hi, vd_set1(-INFINITY));
-    *lo = vd_keep(finite, *lo);
-    return vd_select(finite, product, vd_fma(x, inverse.hi, vd_mul(negative_max, inverse.hi)));
+    vd error = vd_fms(hi, inverse.hi, product); /* exact */
+    *lo = vd_fma(hi, inverse.lo, vd_fma(*lo, inverse.hi, error));
+    return product;
 }
 
 CSM_INLINE vd exp_f64(vd hi, vd lo, const int exact, const int scaled)
@@ -621,6 +629,10 @@ CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *
                                  const int store, const int masked, const int tempered)
 {
     const double row_max = max_f64(x, where, n, masked);
+    if (tempered && exact && row_max > TEMPERED_HUGE_F64) {
+        csm_kernels_scalar.partial_f64(x, where, y, n, CSM_EXACT, temperature, partial);
+        return;
+    }
     if (store && row_max == -INFINITY) {
         /* as partial_f32_body */
         KERNEL(partial_f64)(x, where, NULL, n, exact ? CSM_EXACT : CSM_FAST, temperature, partial);
@@ -735,6 +747,10 @@ CSM_INLINE void finish_f64_body(const double *x, const uint8_t *where, double *y
                                 const csm_temperature *temperature, const csm_row_scale *scale, const int exact,
                                 const int masked, const int tempered)
 {
+    if (tempered && exact && scale->max > TEMPERED_HUGE_F64) {
+        csm_kernels_scalar.finish_f64(x, where, y, n, operation, CSM_EXACT, temperature, scale);
+        return;
+    }
     const vd_inverse inverse = inverse_f64(temperature);
     int64_t i = 0;
     for (; i + VD_LANES <= n; i += VD_LANES) {
@@ -829,6 +845,17 @@ CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y,
             max_v[v] = vf_max(max_v[v], masked_f32(column_load_f32(x + at, lanes[v], -INFINITY), where, at,
                                                    lanes[v], masked));
         }
+
+    if (tempered && exact) {
+        float maxima[COLUMN_VECTORS * VF_LANES];
+        for (int v = 0; v < vectors; v++)
+            vf_store(maxima + v * VF_LANES, max_v[v]);
+        for (int64_t j = 0; j < columns; j++)
+            if (maxima[j] > TEMPERED_HUGE_F32) {
+                csm_kernels_scalar.columns_f32(x, where, y, n, inner, columns, operation, CSM_EXACT, temperature);
+                return;
+            }
+    }
 
     /* pass 2: exp (stored for softmax) and sums in double */
     vf negative_max[COLUMN_VECTORS];
@@ -977,6 +1004,17 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
             max_v[v] = vd_max(max_v[v], masked_f64(column_load_f64(x + at, lanes[v], -INFINITY), where, at,
                                                    lanes[v], masked));
         }
+
+    if (tempered && exact) {
+        double maxima[COLUMN_VECTORS_F64 * VD_LANES];
+        for (int v = 0; v < vectors; v++)
+            vd_store(maxima + v * VD_LANES, max_v[v]);
+        for (int64_t j = 0; j < columns; j++)
+            if (maxima[j] > TEMPERED_HUGE_F64) {
+                csm_kernels_scalar.columns_f64(x, where, y, n, inner, columns, operation, CSM_EXACT, temperature);
+                return;
+            }
+    }
 
     /* pass 2: exp (stored for softmax) and Kahan sums */
     vd negative_max[COLUMN_VECTORS_F64], sums[COLUMN_VECTORS_F64], compensations[COLUMN_VECTORS_F64];

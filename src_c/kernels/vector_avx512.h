@@ -34,6 +34,7 @@ CSM_INLINE vf vf_add(vf a, vf b) { return _mm512_add_ps(a, b); }
 CSM_INLINE vf vf_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 CSM_INLINE vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 CSM_INLINE vf vf_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+CSM_INLINE vf vf_fms(vf a, vf b, vf c) { return _mm512_fmsub_ps(a, b, c); } /* a * b - c, one rounding */
 /* min/max return the second operand when either is NaN: callers put the value that must propagate second. */
 CSM_INLINE vf vf_max(vf a, vf b) { return _mm512_max_ps(a, b); }
 CSM_INLINE vf vf_min(vf a, vf b) { return _mm512_min_ps(a, b); }
@@ -82,6 +83,7 @@ CSM_INLINE vd vd_sub(vd a, vd b) { return _mm512_sub_pd(a, b); }
 CSM_INLINE vd vd_mul(vd a, vd b) { return _mm512_mul_pd(a, b); }
 CSM_INLINE vd vd_div(vd a, vd b) { return _mm512_div_pd(a, b); }
 CSM_INLINE vd vd_fma(vd a, vd b, vd c) { return _mm512_fmadd_pd(a, b, c); }
+CSM_INLINE vd vd_fms(vd a, vd b, vd c) { return _mm512_fmsub_pd(a, b, c); }
 CSM_INLINE vd vd_max(vd a, vd b) { return _mm512_max_pd(a, b); }
 CSM_INLINE vd vd_min(vd a, vd b) { return _mm512_min_pd(a, b); }
 CSM_INLINE vd_mask vd_not_less(vd a, vd b) { return _mm512_cmp_pd_mask(a, b, _CMP_NLT_UQ); }

@@ -70,6 +70,7 @@ CSM_INLINE vf vf_add(vf a, vf b) { return vaddq_f32(a, b); }
 CSM_INLINE vf vf_sub(vf a, vf b) { return vsubq_f32(a, b); }
 CSM_INLINE vf vf_mul(vf a, vf b) { return vmulq_f32(a, b); }
 CSM_INLINE vf vf_fma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); } /* a * b + c, one rounding */
+CSM_INLINE vf vf_fms(vf a, vf b, vf c) { return vfmaq_f32(vnegq_f32(c), a, b); } /* a * b - c, one rounding */
 /* NaN in either operand gives NaN (see the top of this file). */
 CSM_INLINE vf vf_max(vf a, vf b) { return vmaxq_f32(a, b); }
 CSM_INLINE vf vf_min(vf a, vf b) { return vminq_f32(a, b); }
@@ -122,6 +123,7 @@ CSM_INLINE vd vd_sub(vd a, vd b) { return vsubq_f64(a, b); }
 CSM_INLINE vd vd_mul(vd a, vd b) { return vmulq_f64(a, b); }
 CSM_INLINE vd vd_div(vd a, vd b) { return vdivq_f64(a, b); }
 CSM_INLINE vd vd_fma(vd a, vd b, vd c) { return vfmaq_f64(c, a, b); }
+CSM_INLINE vd vd_fms(vd a, vd b, vd c) { return vfmaq_f64(vnegq_f64(c), a, b); }
 CSM_INLINE vd vd_max(vd a, vd b) { return vmaxq_f64(a, b); }
 CSM_INLINE vd vd_min(vd a, vd b) { return vminq_f64(a, b); }
 /* NEON has no 64-bit NOT: invert through the 32-bit view (same bits). */

@@ -90,9 +90,9 @@ typedef struct {
                      int precision, const csm_temperature *temperature);
     /* Gradients given the forward output s: operation CSM_SOFTMAX gives
      * s * (g - sum(g * s)), CSM_LOG_SOFTMAX g - exp(s) * sum(g), summed over
-     * the included elements (excluded outputs are 0).  inner == 1: one row of
-     * n (columns is 1); inner > 1: a tile of `columns` <= column_tile columns
-     * of an (n, inner) slab, rows `inner` elements apart. */
+     * the included elements (excluded outputs are 0).  inner == 1: `columns`
+     * consecutive rows of n; inner > 1: a tile of `columns` <= column_tile
+     * columns of an (n, inner) slab, rows `inner` elements apart. */
     void (*backward_f32)(const float *g, const float *s, const uint8_t *where, float *out, int64_t n, int64_t inner,
                          int64_t columns, int operation);
     void (*backward_f64)(const double *g, const double *s, const uint8_t *where, double *out, int64_t n,

@@ -208,30 +208,39 @@ static void SCALAR_FN(columns)(const ELEMENT *x, const uint8_t *where, ELEMENT *
     }
 }
 
-/* Gradients (kernel_table.h): per column of the tile, a Kahan sum in double
- * over the included elements, then each output formed in double. */
+/* Gradients (kernel_table.h): per slice, a Kahan sum in double over the
+ * included elements, then each output formed in double.  A slice has n
+ * elements `stride` apart. */
+static void SCALAR_FN(backward_slice)(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out,
+                                      int64_t n, int64_t stride, int softmax)
+{
+    double sum = 0.0, compensation = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t at = i * stride;
+        if (!where || where[at])
+            SCALAR_FN(kahan_add)(&sum, &compensation, softmax ? (double)g[at] * (double)s[at] : (double)g[at]);
+    }
+    sum -= compensation;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t at = i * stride;
+        if (where && !where[at])
+            out[at] = 0;
+        else if (softmax)
+            out[at] = (ELEMENT)((double)s[at] * ((double)g[at] - sum));
+        else
+            out[at] = (ELEMENT)((double)g[at] - exp((double)s[at]) * sum);
+    }
+}
+
 static void SCALAR_FN(backward)(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out, int64_t n,
                                 int64_t inner, int64_t columns, int operation)
 {
     const int softmax = operation == CSM_SOFTMAX;
-    for (int64_t j = 0; j < columns; j++) {
-        double sum = 0.0, compensation = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t at = i * inner + j;
-            if (!where || where[at])
-                SCALAR_FN(kahan_add)(&sum, &compensation, softmax ? (double)g[at] * (double)s[at] : (double)g[at]);
-        }
-        sum -= compensation;
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t at = i * inner + j;
-            if (where && !where[at])
-                out[at] = 0;
-            else if (softmax)
-                out[at] = (ELEMENT)((double)s[at] * ((double)g[at] - sum));
-            else
-                out[at] = (ELEMENT)((double)g[at] - exp((double)s[at]) * sum);
-        }
-    }
+    /* inner == 1: `columns` rows of n, a slice each; else columns `inner` apart */
+    const int64_t step = inner == 1 ? n : 1, stride = inner == 1 ? 1 : inner;
+    for (int64_t j = 0; j < columns; j++)
+        SCALAR_FN(backward_slice)(g + j * step, s + j * step, where ? where + j * step : NULL, out + j * step, n,
+                                  stride, softmax);
 }
 
 #undef SCALAR_FN

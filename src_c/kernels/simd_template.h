@@ -846,15 +846,14 @@ CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y,
                                                    lanes[v], masked));
         }
 
-    if (tempered && exact) {
-        float maxima[COLUMN_VECTORS * VF_LANES];
+    if (tempered && exact) { /* tail lanes hold -inf */
+        float tile_max = -INFINITY;
         for (int v = 0; v < vectors; v++)
-            vf_store(maxima + v * VF_LANES, max_v[v]);
-        for (int64_t j = 0; j < columns; j++)
-            if (maxima[j] > TEMPERED_HUGE_F32) {
-                csm_kernels_scalar.columns_f32(x, where, y, n, inner, columns, operation, CSM_EXACT, temperature);
-                return;
-            }
+            tile_max = fmaxf(tile_max, vf_reduce_max(max_v[v]));
+        if (tile_max > TEMPERED_HUGE_F32) {
+            csm_kernels_scalar.columns_f32(x, where, y, n, inner, columns, operation, CSM_EXACT, temperature);
+            return;
+        }
     }
 
     /* pass 2: exp (stored for softmax) and sums in double */
@@ -1005,15 +1004,14 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
                                                    lanes[v], masked));
         }
 
-    if (tempered && exact) {
-        double maxima[COLUMN_VECTORS_F64 * VD_LANES];
+    if (tempered && exact) { /* tail lanes hold -inf */
+        double tile_max = -INFINITY;
         for (int v = 0; v < vectors; v++)
-            vd_store(maxima + v * VD_LANES, max_v[v]);
-        for (int64_t j = 0; j < columns; j++)
-            if (maxima[j] > TEMPERED_HUGE_F64) {
-                csm_kernels_scalar.columns_f64(x, where, y, n, inner, columns, operation, CSM_EXACT, temperature);
-                return;
-            }
+            tile_max = fmax(tile_max, vd_reduce_max(max_v[v]));
+        if (tile_max > TEMPERED_HUGE_F64) {
+            csm_kernels_scalar.columns_f64(x, where, y, n, inner, columns, operation, CSM_EXACT, temperature);
+            return;
+        }
     }
 
     /* pass 2: exp (stored for softmax) and Kahan sums */
@@ -1199,144 +1197,135 @@ static void KERNEL(rows_f64)(const double *x, const uint8_t *where, double *y, i
 /* Gradients: the vector-Jacobian products of softmax and log_softmax given  */
 /* their output s.  softmax: out = s * (g - sum(g * s)); log_softmax:        */
 /* out = g - exp(s) * sum(g).  Sums run over the included elements in double */
-/* (float64 with Kahan compensation); each float32 output is formed in       */
-/* double and rounded once; excluded outputs are 0.                          */
+/* (several accumulators: a recursive sum's n * u error is the tolerance);   */
+/* outputs are formed in the element type                                     */
+/* (two roundings, as in every autograd); excluded outputs are 0.  Short     */
+/* rows are transposed in tiles like the softmax rows.                        */
 /* ------------------------------------------------------------------------- */
 
-/* The summed terms of one f32 vector in double lanes (a product of two
- * floats is exact in double); excluded lanes add 0. */
-CSM_INLINE void backward_terms_f32(vd *low, vd *high, vf g, vf s, vf_mask keep, const int softmax, const int masked)
+CSM_INLINE vf_mask all_lanes_f32(void) { return vf_not_less(vf_set1(0.0f), vf_set1(0.0f)); }
+CSM_INLINE vd_mask all_lanes_f64(void) { return vd_not_less(vd_zero(), vd_zero()); }
+
+/* The summed term of one vector (g * s, or g); excluded lanes give 0. */
+CSM_INLINE vf backward_term_f32(vf g, vf s, vf_mask keep, const int softmax, const int masked)
 {
-    if (masked)
-        g = vf_select(keep, g, vf_set1(0.0f));
-    *low = vd_from_vf_low(g);
-    *high = vd_from_vf_high(g);
-    if (softmax) {
-        *low = vd_mul(*low, vd_from_vf_low(s));
-        *high = vd_mul(*high, vd_from_vf_high(s));
-    }
+    vf term = softmax ? vf_mul(g, s) : g;
+    return masked ? vf_keep(keep, term) : term;
 }
 
-/* One output vector from the row's (or lanes') sums. */
-CSM_INLINE vf backward_output_f32(vf g, vf s, vd sum_low, vd sum_high, vf_mask keep, const int softmax,
-                                  const int masked)
+CSM_INLINE vf backward_output_f32(vf g, vf s, vf sum, vf_mask keep, const int softmax, const int masked)
 {
-    vf out;
-    if (softmax) {
-        out = vf_from_vd_pair(vd_mul(vd_from_vf_low(s), vd_sub(vd_from_vf_low(g), sum_low)),
-                              vd_mul(vd_from_vf_high(s), vd_sub(vd_from_vf_high(g), sum_high)));
-    } else {
-        vf e = exp_f32(s, vf_set1(0.0f), 1, 0);
-        out = vf_from_vd_pair(vd_sub(vd_from_vf_low(g), vd_mul(vd_from_vf_low(e), sum_low)),
-                              vd_sub(vd_from_vf_high(g), vd_mul(vd_from_vf_high(e), sum_high)));
-    }
-    return masked ? vf_select(keep, out, vf_set1(0.0f)) : out;
-}
-
-CSM_INLINE void backward_f32_body(const float *g, const float *s, const uint8_t *where, float *out, int64_t n,
-                                  const int softmax, const int masked)
-{
-    vd sums[4] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
-    int64_t i = 0;
-    for (; i + 2 * VF_LANES <= n; i += 2 * VF_LANES)
-        for (int k = 0; k < 2; k++) {
-            const int64_t at = i + k * VF_LANES;
-            vf_mask keep = masked ? where_f32(where, at, VF_LANES) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
-            vd low, high;
-            backward_terms_f32(&low, &high, vf_load(g + at), vf_load(s + at), keep, softmax, masked);
-            sums[2 * k] = vd_add(sums[2 * k], low);
-            sums[2 * k + 1] = vd_add(sums[2 * k + 1], high);
-        }
-    for (; i < n; i += VF_LANES) {
-        const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
-        vf_mask keep = masked ? where_f32(where, i, count) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
-        vd low, high;
-        backward_terms_f32(&low, &high, column_load_f32(g + i, count, 0.0f), column_load_f32(s + i, count, 0.0f),
-                           keep, softmax, masked);
-        sums[0] = vd_add(sums[0], low);
-        sums[1] = vd_add(sums[1], high);
-    }
-    const vd total = vd_set1(sum_lanes_f64(sums, 4));
-    for (i = 0; i < n; i += VF_LANES) {
-        const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
-        vf_mask keep = masked ? where_f32(where, i, count) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
-        column_store_f32(out + i,
-                         backward_output_f32(column_load_f32(g + i, count, 0.0f), column_load_f32(s + i, count, 0.0f),
-                                             total, total, keep, softmax, masked),
-                         count);
-    }
-}
-
-/* A tile of adjacent columns of an (n, inner) slab (see columns_f32). */
-CSM_INLINE void backward_columns_f32_body(const float *g, const float *s, const uint8_t *where, float *out, int64_t n,
-                                          int64_t inner, int64_t columns, const int softmax, const int masked)
-{
-    const int vectors = (int)((columns + VF_LANES - 1) / VF_LANES);
-    int64_t lanes[COLUMN_VECTORS];
-    vd sums[2 * COLUMN_VECTORS];
-    for (int v = 0; v < vectors; v++) {
-        lanes[v] = columns - v * VF_LANES < VF_LANES ? columns - v * VF_LANES : VF_LANES;
-        sums[2 * v] = sums[2 * v + 1] = vd_zero();
-    }
-    for (int64_t i = 0; i < n; i++)
-        for (int v = 0; v < vectors; v++) {
-            const int64_t at = i * inner + v * VF_LANES;
-            vf_mask keep = masked ? where_f32(where, at, lanes[v]) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
-            vd low, high;
-            backward_terms_f32(&low, &high, column_load_f32(g + at, lanes[v], 0.0f),
-                               column_load_f32(s + at, lanes[v], 0.0f), keep, softmax, masked);
-            sums[2 * v] = vd_add(sums[2 * v], low);
-            sums[2 * v + 1] = vd_add(sums[2 * v + 1], high);
-        }
-    for (int64_t i = 0; i < n; i++)
-        for (int v = 0; v < vectors; v++) {
-            const int64_t at = i * inner + v * VF_LANES;
-            vf_mask keep = masked ? where_f32(where, at, lanes[v]) : vf_not_less(vf_set1(0.0f), vf_set1(0.0f));
-            column_store_f32(out + at,
-                             backward_output_f32(column_load_f32(g + at, lanes[v], 0.0f),
-                                                 column_load_f32(s + at, lanes[v], 0.0f), sums[2 * v], sums[2 * v + 1],
-                                                 keep, softmax, masked),
-                             lanes[v]);
-        }
-}
-
-CSM_INLINE vd backward_output_f64(vd g, vd s, vd sum, vd_mask keep, const int softmax, const int masked)
-{
-    vd out = softmax ? vd_mul(s, vd_sub(g, sum)) : vd_sub(g, vd_mul(exp_f64(s, vd_zero(), 1, 0), sum));
-    return masked ? vd_select(keep, out, vd_zero()) : out;
+    vf out = softmax ? vf_mul(s, vf_sub(g, sum)) : vf_sub(g, vf_mul(exp_f32(s, vf_set1(0.0f), 1, 0), sum));
+    return masked ? vf_keep(keep, out) : out;
 }
 
 CSM_INLINE vd backward_term_f64(vd g, vd s, vd_mask keep, const int softmax, const int masked)
 {
     vd term = softmax ? vd_mul(g, s) : g;
-    return masked ? vd_select(keep, term, vd_zero()) : term;
+    return masked ? vd_keep(keep, term) : term;
 }
 
-CSM_INLINE void backward_f64_body(const double *g, const double *s, const uint8_t *where, double *out, int64_t n,
-                                  const int softmax, const int masked)
+CSM_INLINE vd backward_output_f64(vd g, vd s, vd sum, vd_mask keep, const int softmax, const int masked)
 {
-    vd sums[2] = {vd_zero(), vd_zero()}, compensations[2] = {vd_zero(), vd_zero()};
+    vd out = softmax ? vd_mul(s, vd_sub(g, sum)) : vd_sub(g, vd_mul(exp_f64(s, vd_zero(), 1, 0), sum));
+    return masked ? vd_keep(keep, out) : out;
+}
+
+CSM_INLINE void backward_row_f32(const float *g, const float *s, const uint8_t *where, float *out, int64_t n,
+                                 const int softmax, const int masked)
+{
+    vd sums[4] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
     int64_t i = 0;
-    for (; i + 2 * VD_LANES <= n; i += 2 * VD_LANES)
+    /* main loop */
+    for (; i + 2 * VF_LANES <= n; i += 2 * VF_LANES)
         for (int k = 0; k < 2; k++) {
-            const int64_t at = i + k * VD_LANES;
-            vd_mask keep = masked ? where_f64(where, at, VD_LANES) : vd_not_less(vd_zero(), vd_zero());
-            kahan_add_f64(&sums[k], &compensations[k],
-                          backward_term_f64(vd_load(g + at), vd_load(s + at), keep, softmax, masked));
+            const int64_t at = i + k * VF_LANES;
+            vf_mask keep = masked ? where_f32(where, at, VF_LANES) : all_lanes_f32();
+            vf term = backward_term_f32(vf_load(g + at), vf_load(s + at), keep, softmax, masked);
+            sums[2 * k] = vd_add(sums[2 * k], vd_from_vf_low(term));
+            sums[2 * k + 1] = vd_add(sums[2 * k + 1], vd_from_vf_high(term));
         }
+    /* tail */
+    for (; i < n; i += VF_LANES) {
+        const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
+        vf_mask keep = masked ? where_f32(where, i, count) : all_lanes_f32();
+        vf term = backward_term_f32(column_load_f32(g + i, count, 0.0f), column_load_f32(s + i, count, 0.0f), keep,
+                                    softmax, masked);
+        sums[0] = vd_add(sums[0], vd_from_vf_low(term));
+        sums[1] = vd_add(sums[1], vd_from_vf_high(term));
+    }
+    const vf total = vf_set1((float)sum_lanes_f64(sums, 4));
+    for (i = 0; i < n; i += VF_LANES) {
+        const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
+        vf_mask keep = masked ? where_f32(where, i, count) : all_lanes_f32();
+        column_store_f32(out + i,
+                         backward_output_f32(column_load_f32(g + i, count, 0.0f), column_load_f32(s + i, count, 0.0f),
+                                             total, keep, softmax, masked),
+                         count);
+    }
+}
+
+/* A tile of adjacent columns of an (n, inner) slab (see columns_f32). */
+CSM_INLINE void backward_columns_f32(const float *g, const float *s, const uint8_t *where, float *out, int64_t n,
+                                     int64_t inner, int64_t columns, const int softmax, const int masked)
+{
+    const int vectors = (int)((columns + VF_LANES - 1) / VF_LANES);
+    int64_t lanes[COLUMN_VECTORS];
+    vd sums[2][2 * COLUMN_VECTORS]; /* even and odd rows: two dependency chains */
+    for (int v = 0; v < vectors; v++) {
+        lanes[v] = columns - v * VF_LANES < VF_LANES ? columns - v * VF_LANES : VF_LANES;
+        sums[0][2 * v] = sums[0][2 * v + 1] = sums[1][2 * v] = sums[1][2 * v + 1] = vd_zero();
+    }
+    for (int64_t i = 0; i < n; i++) {
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VF_LANES;
+            vf_mask keep = masked ? where_f32(where, at, lanes[v]) : all_lanes_f32();
+            vf term = backward_term_f32(column_load_f32(g + at, lanes[v], 0.0f), column_load_f32(s + at, lanes[v], 0.0f),
+                                        keep, softmax, masked);
+            vd *row_sums = sums[i & 1];
+            row_sums[2 * v] = vd_add(row_sums[2 * v], vd_from_vf_low(term));
+            row_sums[2 * v + 1] = vd_add(row_sums[2 * v + 1], vd_from_vf_high(term));
+        }
+    }
+    vf totals[COLUMN_VECTORS];
+    for (int v = 0; v < vectors; v++)
+        totals[v] = vf_from_vd_pair(vd_add(sums[0][2 * v], sums[1][2 * v]),
+                                    vd_add(sums[0][2 * v + 1], sums[1][2 * v + 1]));
+    for (int64_t i = 0; i < n; i++)
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VF_LANES;
+            vf_mask keep = masked ? where_f32(where, at, lanes[v]) : all_lanes_f32();
+            column_store_f32(out + at,
+                             backward_output_f32(column_load_f32(g + at, lanes[v], 0.0f),
+                                                 column_load_f32(s + at, lanes[v], 0.0f), totals[v], keep, softmax,
+                                                 masked),
+                             lanes[v]);
+        }
+}
+
+CSM_INLINE void backward_row_f64(const double *g, const double *s, const uint8_t *where, double *out, int64_t n,
+                                 const int softmax, const int masked)
+{
+    vd sums[UNROLL] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
+    int64_t i = 0;
+    /* main loop */
+    for (; i + UNROLL * VD_LANES <= n; i += UNROLL * VD_LANES)
+        for (int k = 0; k < UNROLL; k++) {
+            const int64_t at = i + k * VD_LANES;
+            vd_mask keep = masked ? where_f64(where, at, VD_LANES) : all_lanes_f64();
+            sums[k] = vd_add(sums[k], backward_term_f64(vd_load(g + at), vd_load(s + at), keep, softmax, masked));
+        }
+    /* tail */
     for (; i < n; i += VD_LANES) {
         const int64_t count = n - i < VD_LANES ? n - i : VD_LANES;
-        vd_mask keep = masked ? where_f64(where, i, count) : vd_not_less(vd_zero(), vd_zero());
-        kahan_add_f64(&sums[0], &compensations[0],
-                      backward_term_f64(column_load_f64(g + i, count, 0.0), column_load_f64(s + i, count, 0.0), keep,
-                                        softmax, masked));
+        vd_mask keep = masked ? where_f64(where, i, count) : all_lanes_f64();
+        sums[0] = vd_add(sums[0], backward_term_f64(column_load_f64(g + i, count, 0.0),
+                                                    column_load_f64(s + i, count, 0.0), keep, softmax, masked));
     }
-    double hi, lo;
-    sum_kahan_lanes(sums, compensations, 2, &hi, &lo);
-    const vd total = vd_set1(hi);
+    const vd total = vd_set1(sum_lanes_f64(sums, UNROLL));
     for (i = 0; i < n; i += VD_LANES) {
         const int64_t count = n - i < VD_LANES ? n - i : VD_LANES;
-        vd_mask keep = masked ? where_f64(where, i, count) : vd_not_less(vd_zero(), vd_zero());
+        vd_mask keep = masked ? where_f64(where, i, count) : all_lanes_f64();
         column_store_f64(out + i,
                          backward_output_f64(column_load_f64(g + i, count, 0.0), column_load_f64(s + i, count, 0.0),
                                              total, keep, softmax, masked),
@@ -1344,65 +1333,116 @@ CSM_INLINE void backward_f64_body(const double *g, const double *s, const uint8_
     }
 }
 
-CSM_INLINE void backward_columns_f64_body(const double *g, const double *s, const uint8_t *where, double *out,
-                                          int64_t n, int64_t inner, int64_t columns, const int softmax,
-                                          const int masked)
+CSM_INLINE void backward_columns_f64(const double *g, const double *s, const uint8_t *where, double *out, int64_t n,
+                                     int64_t inner, int64_t columns, const int softmax, const int masked)
 {
     const int vectors = (int)((columns + VD_LANES - 1) / VD_LANES);
     int64_t lanes[COLUMN_VECTORS_F64];
-    vd sums[COLUMN_VECTORS_F64], compensations[COLUMN_VECTORS_F64];
+    vd sums[2][COLUMN_VECTORS_F64]; /* even and odd rows: two dependency chains */
     for (int v = 0; v < vectors; v++) {
         lanes[v] = columns - v * VD_LANES < VD_LANES ? columns - v * VD_LANES : VD_LANES;
-        sums[v] = compensations[v] = vd_zero();
+        sums[0][v] = sums[1][v] = vd_zero();
     }
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VD_LANES;
-            vd_mask keep = masked ? where_f64(where, at, lanes[v]) : vd_not_less(vd_zero(), vd_zero());
-            kahan_add_f64(&sums[v], &compensations[v],
-                          backward_term_f64(column_load_f64(g + at, lanes[v], 0.0), column_load_f64(s + at, lanes[v], 0.0),
-                                            keep, softmax, masked));
+            vd_mask keep = masked ? where_f64(where, at, lanes[v]) : all_lanes_f64();
+            sums[i & 1][v] = vd_add(sums[i & 1][v], backward_term_f64(column_load_f64(g + at, lanes[v], 0.0),
+                                                                      column_load_f64(s + at, lanes[v], 0.0), keep,
+                                                                      softmax, masked));
         }
+    }
     for (int v = 0; v < vectors; v++)
-        sums[v] = vd_sub(sums[v], compensations[v]);
+        sums[0][v] = vd_add(sums[0][v], sums[1][v]);
     for (int64_t i = 0; i < n; i++)
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VD_LANES;
-            vd_mask keep = masked ? where_f64(where, at, lanes[v]) : vd_not_less(vd_zero(), vd_zero());
+            vd_mask keep = masked ? where_f64(where, at, lanes[v]) : all_lanes_f64();
             column_store_f64(out + at,
                              backward_output_f64(column_load_f64(g + at, lanes[v], 0.0),
-                                                 column_load_f64(s + at, lanes[v], 0.0), sums[v], keep, softmax, masked),
+                                                 column_load_f64(s + at, lanes[v], 0.0), sums[0][v], keep, softmax,
+                                                 masked),
                              lanes[v]);
         }
 }
 
-static void KERNEL(backward_f32)(const float *g, const float *s, const uint8_t *where, float *out, int64_t n,
-                                 int64_t inner, int64_t columns, int operation)
+/* `rows` rows of n <= SHORT_ROW_LIMIT: tiles transposed into columns. */
+CSM_INLINE void backward_short_rows_f32(const float *g, const float *s, const uint8_t *where, float *out, int64_t rows,
+                                        int64_t n, const int softmax, const int masked)
 {
-#define BACKWARD_F32(softmax, masked, is_row, unused)                                                              \
-    do {                                                                                                           \
-        if (is_row)                                                                                                \
-            backward_f32_body(g, s, where, out, n, softmax, masked);                                               \
-        else                                                                                                       \
-            backward_columns_f32_body(g, s, where, out, n, inner, columns, softmax, masked);                       \
-    } while (0)
-    SPECIALISE(BACKWARD_F32, operation == CSM_SOFTMAX, where != NULL, inner == 1, 0);
-#undef BACKWARD_F32
+    enum { TILE = COLUMN_VECTORS * VF_LANES };
+    float g_buffer[SHORT_ROW_LIMIT * TILE], s_buffer[SHORT_ROW_LIMIT * TILE];
+    uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
+    for (int64_t first = 0; first < rows; first += TILE) {
+        const int64_t count = rows - first < TILE ? rows - first : TILE;
+        transpose_f32(g + first * n, n, g_buffer, TILE, count, n);
+        transpose_f32(s + first * n, n, s_buffer, TILE, count, n);
+        if (masked)
+            transpose_where(where + first * n, n, where_buffer, TILE, count);
+        backward_columns_f32(g_buffer, s_buffer, where_buffer, g_buffer, n, TILE, count, softmax, masked);
+        transpose_f32(g_buffer, TILE, out + first * n, n, n, count);
+    }
 }
 
-static void KERNEL(backward_f64)(const double *g, const double *s, const uint8_t *where, double *out, int64_t n,
-                                 int64_t inner, int64_t columns, int operation)
+CSM_INLINE void backward_short_rows_f64(const double *g, const double *s, const uint8_t *where, double *out,
+                                        int64_t rows, int64_t n, const int softmax, const int masked)
 {
-#define BACKWARD_F64(softmax, masked, is_row, unused)                                                              \
-    do {                                                                                                           \
-        if (is_row)                                                                                                \
-            backward_f64_body(g, s, where, out, n, softmax, masked);                                               \
-        else                                                                                                       \
-            backward_columns_f64_body(g, s, where, out, n, inner, columns, softmax, masked);                       \
-    } while (0)
-    SPECIALISE(BACKWARD_F64, operation == CSM_SOFTMAX, where != NULL, inner == 1, 0);
-#undef BACKWARD_F64
+    enum { TILE = COLUMN_VECTORS_F64 * VD_LANES };
+    double g_buffer[SHORT_ROW_LIMIT * TILE], s_buffer[SHORT_ROW_LIMIT * TILE];
+    uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
+    for (int64_t first = 0; first < rows; first += TILE) {
+        const int64_t count = rows - first < TILE ? rows - first : TILE;
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t i = 0; i < n; i++) {
+                g_buffer[i * TILE + j] = g[(first + j) * n + i];
+                s_buffer[i * TILE + j] = s[(first + j) * n + i];
+            }
+        if (masked)
+            transpose_where(where + first * n, n, where_buffer, TILE, count);
+        backward_columns_f64(g_buffer, s_buffer, where_buffer, g_buffer, n, TILE, count, softmax, masked);
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t i = 0; i < n; i++)
+                out[(first + j) * n + i] = g_buffer[i * TILE + j];
+    }
 }
+
+/* inner == 1: `columns` consecutive rows of n; else a tile of columns. */
+#define BACKWARD_BODY(SUFFIX, ELEMENT)                                                                             \
+    static void KERNEL(backward_##SUFFIX)(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out,    \
+                                          int64_t n, int64_t inner, int64_t columns, int operation)                \
+    {                                                                                                              \
+        const int softmax = operation == CSM_SOFTMAX;                                                              \
+        if (inner > 1) {                                                                                           \
+            if (softmax)                                                                                           \
+                where ? backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 1, 1)                       \
+                      : backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 1, 0);                      \
+            else                                                                                                   \
+                where ? backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 0, 1)                       \
+                      : backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 0, 0);                      \
+        } else if (n <= SHORT_ROW_LIMIT) {                                                                         \
+            if (softmax)                                                                                           \
+                where ? backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 1, 1)                           \
+                      : backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 1, 0);                          \
+            else                                                                                                   \
+                where ? backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 0, 1)                           \
+                      : backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 0, 0);                          \
+        } else {                                                                                                   \
+            for (int64_t row = 0; row < columns; row++) {                                                          \
+                const int64_t at = row * n;                                                                        \
+                const uint8_t *row_where = where ? where + at : NULL;                                              \
+                if (softmax)                                                                                       \
+                    row_where ? backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 1, 1)                \
+                              : backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 1, 0);               \
+                else                                                                                               \
+                    row_where ? backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 0, 1)                \
+                              : backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 0, 0);               \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+
+BACKWARD_BODY(f32, float)
+BACKWARD_BODY(f64, double)
+#undef BACKWARD_BODY
 
 static const csm_kernel_table KERNEL(table) = {
     .name = CSM_STRINGIFY(CSM_ISA_SUFFIX),

@@ -48,17 +48,35 @@ get_num_threads = _backend.get_num_threads
 set_num_threads = _backend.set_num_threads
 softmax_backward = _backend.softmax_backward
 log_softmax_backward = _backend.log_softmax_backward
+if backend == "c":
+    from csoftmax._native import (
+        cross_entropy,
+        segment_log_softmax,
+        segment_logsumexp,
+        segment_softmax,
+    )
+else:
+    from csoftmax._cross_entropy import cross_entropy
+    from csoftmax._segments import (
+        segment_log_softmax,
+        segment_logsumexp,
+        segment_softmax,
+    )
 
 from csoftmax._config import get_include, show_config  # noqa: E402
 from csoftmax._jacobian import softmax_jacobian  # noqa: E402
 
 __all__ = [
     "__version__",
+    "cross_entropy",
     "get_include",
     "get_num_threads",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
+    "segment_log_softmax",
+    "segment_logsumexp",
+    "segment_softmax",
     "set_num_threads",
     "show_config",
     "softmax",

@@ -345,7 +345,8 @@ def set_isa(name):
         raise ValueError(f"ISA {name!r} is not available here; available: {available_isas()}")
 
 
-# =============================================================================
+# ======================================================================
+
 # csoftmax.dask: the three steps of a reduction whose axis is cut into parts
 # (csoftmax.h, "Partials across parts").  csoftmax/_dask_partials.py is the
 # NumPy twin with the same functions; csoftmax/dask.py lays the chunks out.
@@ -469,3 +470,110 @@ def logsumexp_from_scales(scales):
         status = csm_logsumexp_from_scales(&scale_records[0], slices, &value_view[0])
     _check_status(status)
     return values
+=======
+# -- Cross-entropy and segment softmax (csoftmax/_cross_entropy.py, csoftmax/_segments.py) --------
+
+from csoftmax.csoftmax cimport (
+    CSM_REDUCTION_MEAN, CSM_REDUCTION_NONE, CSM_REDUCTION_SUM, csm_loss_reduction, csm_cross_entropy_f32,
+    csm_cross_entropy_f64, csm_cross_entropy_options, csm_segment_reduce_f32,
+    csm_segment_reduce_f64)
+
+from csoftmax import _cross_entropy, _segments
+
+cdef object _REDUCTION_CODES = {
+    "none": CSM_REDUCTION_NONE, "sum": CSM_REDUCTION_SUM, "mean": CSM_REDUCTION_MEAN}
+
+
+cdef inline void *_data_or_null(object a):
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray> a)
+
+
+def cross_entropy(logits, target, axis=-1, *, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0, return_grad=False):
+    """PyTorch's cross_entropy from logits along `axis`, fused on the kernel; see
+    csoftmax.cross_entropy."""
+    p = _cross_entropy.prepare(logits, target, axis, weight, ignore_index, reduction,
+                               label_smoothing)
+    if p.route != "kernel":
+        return p.finish(*_cross_entropy.compute_numpy(p, return_grad))
+    cdef cnp.ndarray x3 = p.x3
+    cdef int64_t outer = x3.shape[0], n = x3.shape[1], inner = x3.shape[2]
+    cdef cnp.ndarray losses = np.empty((outer, inner), np.float64)
+    grad3 = np.empty_like(x3) if return_grad else None
+    cdef csm_cross_entropy_options options
+    options.target = <const int64_t *> _data_or_null(p.target)
+    options.weight = <const double *> _data_or_null(p.weight)
+    options.ignore_index = p.ignore_index
+    options.label_smoothing = p.label_smoothing
+    options.reduction = <csm_loss_reduction> <int> _REDUCTION_CODES[p.reduction]
+    cdef const void *x = cnp.PyArray_DATA(x3)
+    cdef const void *probability = _data_or_null(p.probability)
+    cdef void *grad = _data_or_null(grad3)
+    cdef double *losses_data = <double *> cnp.PyArray_DATA(losses)
+    cdef double loss = 0.0
+    cdef bint single = cnp.PyArray_TYPE(x3) == cnp.NPY_FLOAT32
+    cdef int status
+    with nogil:
+        if single:
+            status = csm_cross_entropy_f32(<const float *> x, <const float *> probability, outer,
+                                           n, inner, &options, losses_data, &loss, <float *> grad)
+        else:
+            status = csm_cross_entropy_f64(<const double *> x, <const double *> probability,
+                                           outer, n, inner, &options, losses_data, &loss,
+                                           <double *> grad)
+    if status != CSM_OK:
+        _raise_status(status)
+    return p.finish(losses, loss, grad3)
+
+
+cdef object _segment(int operation, object x, object indptr, object out, object precision):
+    p = _segments.plan(_OPERATION_NAMES[operation], x, indptr, out, precision)
+    if p.route == "numpy":
+        _segments.compute_numpy(p)
+    if p.route != "kernel":
+        return p.finish()
+    cdef cnp.ndarray x2 = p.x2, y2 = p.y2, offsets = p.indptr
+    cdef int precision_code = _precision_code(precision)
+    cdef const void *x_data = cnp.PyArray_DATA(x2)
+    cdef void *y_data = cnp.PyArray_DATA(y2)
+    cdef const int64_t *indptr_data = <const int64_t *> cnp.PyArray_DATA(offsets)
+    cdef int64_t segments = offsets.shape[0] - 1, inner = x2.shape[1]
+    cdef bint single = cnp.PyArray_TYPE(x2) == cnp.NPY_FLOAT32
+    cdef int status
+    with nogil:
+        if single:
+            status = csm_segment_reduce_f32(<csm_operation> operation,
+                                            <csm_precision> precision_code, <const float *> x_data,
+                                            <float *> y_data, indptr_data, segments, inner)
+        else:
+            status = csm_segment_reduce_f64(<csm_operation> operation,
+                                            <csm_precision> precision_code,
+                                            <const double *> x_data, <double *> y_data,
+                                            indptr_data, segments, inner)
+    if status != CSM_OK:
+        _raise_status(status)
+    return p.finish()
+
+
+def segment_softmax(x, indptr, *, out=None, precision="exact"):
+    """Softmax of every CSR segment of x's rows; see csoftmax.segment_softmax."""
+    return _segment(CSM_SOFTMAX, x, indptr, out, precision)
+
+
+def segment_log_softmax(x, indptr, *, out=None, precision="exact"):
+    """Log-softmax of every CSR segment of x's rows; see csoftmax.segment_log_softmax."""
+    return _segment(CSM_LOG_SOFTMAX, x, indptr, out, precision)
+
+
+def segment_logsumexp(x, indptr):
+    """logsumexp of every CSR segment of x's rows; see csoftmax.segment_logsumexp."""
+    return _segment(CSM_LOGSUMEXP, x, indptr, None, "exact")
+
+
+# One documentation for both backends: the NumPy implementations' docstrings.
+cross_entropy.__doc__ = _cross_entropy.cross_entropy.__doc__
+segment_softmax.__doc__ = _segments.segment_softmax.__doc__
+segment_log_softmax.__doc__ = _segments.segment_log_softmax.__doc__
+segment_logsumexp.__doc__ = _segments.segment_logsumexp.__doc__

@@ -82,3 +82,30 @@ cdef extern from "csoftmax.h" nogil:
                           double *y, int64_t outer, int64_t n, int64_t inner, double temperature,
                           const double *scales)
     int csm_logsumexp_from_scales(const double *scales, int64_t slices, double *values)
+
+
+# -- Cross-entropy and segment softmax (cross_entropy.c, segments.c) ------------------------------
+cdef extern from "csoftmax.h" nogil:
+    ctypedef enum csm_loss_reduction:
+        CSM_REDUCTION_NONE
+        CSM_REDUCTION_SUM
+        CSM_REDUCTION_MEAN
+
+    ctypedef struct csm_cross_entropy_options:
+        const int64_t *target
+        const double *weight
+        int64_t ignore_index
+        double label_smoothing
+        csm_loss_reduction reduction
+
+    int csm_cross_entropy_f32(const float *x, const float *probability, int64_t outer, int64_t n,
+                              int64_t inner, const csm_cross_entropy_options *options,
+                              double *losses, double *loss, float *grad)
+    int csm_cross_entropy_f64(const double *x, const double *probability, int64_t outer, int64_t n,
+                              int64_t inner, const csm_cross_entropy_options *options,
+                              double *losses, double *loss, double *grad)
+
+    int csm_segment_reduce_f32(csm_operation operation, csm_precision precision, const float *x,
+                               float *y, const int64_t *indptr, int64_t segments, int64_t inner)
+    int csm_segment_reduce_f64(csm_operation operation, csm_precision precision, const double *x,
+                               double *y, const int64_t *indptr, int64_t segments, int64_t inner)

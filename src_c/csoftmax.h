@@ -139,6 +139,56 @@ int csm_normalize_f64(csm_operation operation, csm_precision precision, const do
 /* values[s] = logsumexp of slice s (scales of a CSM_LOGSUMEXP combine). */
 int csm_logsumexp_from_scales(const double *scales, int64_t slices, double *values);
 
+/* ------------------------------------------------------------------------- */
+/* Cross-entropy from logits and segment (ragged) softmax (cross_entropy.c,  */
+/* segments.c).                                                              */
+/* ------------------------------------------------------------------------- */
+
+typedef enum {
+    CSM_REDUCTION_NONE = 0,
+    CSM_REDUCTION_SUM = 1,
+    CSM_REDUCTION_MEAN = 2
+} csm_loss_reduction;
+
+typedef struct {
+    const int64_t *target;  /* (outer, inner) class indices, or NULL for probability targets */
+    const double *weight;   /* n per-class weights, or NULL for all 1 */
+    int64_t ignore_index;   /* class-index rows with this target count for nothing */
+    double label_smoothing; /* in [0, 1] */
+    csm_loss_reduction reduction;
+} csm_cross_entropy_options;
+
+/* PyTorch's cross_entropy of the logits x, a C-contiguous (outer, n, inner)
+ * array with the n classes along the middle axis, fused in one pass per row:
+ * the exact log-sum-exp of the row, its target logit and, for label smoothing
+ * or probability targets, the weighted row sums, never a log_softmax array.
+ * Targets are options->target, or else `probability`, laid out like x.
+ * losses: (outer, inner) doubles, each row's loss (0 for ignored rows).
+ * *loss: their sum (NONE, SUM) or the mean: the sum over the sum of the
+ * target weights of the rows not ignored (class indices) or over the row
+ * count (probabilities); 0 / 0 gives NaN.  grad: NULL, or (outer, n, inner)
+ * receiving the gradient of *loss with respect to x.  Bitwise identical for
+ * every thread count.  Returns CSM_OK, CSM_ERROR_NO_MEMORY, or
+ * CSM_ERROR_BAD_ARGUMENT (a class index outside [0, n) that is not
+ * ignore_index, label_smoothing outside [0, 1], a bad reduction or shape). */
+int csm_cross_entropy_f32(const float *x, const float *probability, int64_t outer, int64_t n, int64_t inner,
+                          const csm_cross_entropy_options *options, double *losses, double *loss, float *grad);
+int csm_cross_entropy_f64(const double *x, const double *probability, int64_t outer, int64_t n, int64_t inner,
+                          const csm_cross_entropy_options *options, double *losses, double *loss, double *grad);
+
+/* softmax / log_softmax / logsumexp of every segment [indptr[s], indptr[s + 1])
+ * of the rows of the C-contiguous (indptr[segments], inner) array x, for each
+ * of the inner columns: y is x's shape (softmax, log_softmax; may be x) or
+ * (segments, inner) (logsumexp; -inf for an empty segment).  Each segment's
+ * bits equal csm_reduce_*(operation, precision, segment, ..., 1, length, inner);
+ * segments are spread over threads by element count, a segment large enough
+ * uses every thread.  Returns CSM_OK, CSM_ERROR_NO_MEMORY, or
+ * CSM_ERROR_BAD_ARGUMENT (indptr[0] != 0 or decreasing). */
+int csm_segment_reduce_f32(csm_operation operation, csm_precision precision, const float *x, float *y,
+                           const int64_t *indptr, int64_t segments, int64_t inner);
+int csm_segment_reduce_f64(csm_operation operation, csm_precision precision, const double *x, double *y,
+                           const int64_t *indptr, int64_t segments, int64_t inner);
+
 #ifdef __cplusplus
 }
 #endif

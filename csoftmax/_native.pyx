@@ -345,14 +345,11 @@ def set_isa(name):
         raise ValueError(f"ISA {name!r} is not available here; available: {available_isas()}")
 
 
-# ======================================================================
-
-# csoftmax.dask: the three steps of a reduction whose axis is cut into parts
+# -- csoftmax.dask: the three steps of a reduction whose axis is cut into parts
 # (csoftmax.h, "Partials across parts").  csoftmax/_dask_partials.py is the
 # NumPy twin with the same functions; csoftmax/dask.py lays the chunks out.
 # x3: a C-contiguous (outer, n, inner) float32/float64 array; w3: None or a
 # C-contiguous bool mask of x3's shape; temperature: a positive finite float.
-# =============================================================================
 
 from csoftmax.csoftmax cimport (
     CSM_ERROR_BAD_ARGUMENT, CSM_PARTIAL_DOUBLES, CSM_SCALE_DOUBLES, csm_combine_partials, csm_logsumexp_from_scales,
@@ -470,7 +467,8 @@ def logsumexp_from_scales(scales):
         status = csm_logsumexp_from_scales(&scale_records[0], slices, &value_view[0])
     _check_status(status)
     return values
-=======
+
+
 # -- Cross-entropy and segment softmax (csoftmax/_cross_entropy.py, csoftmax/_segments.py) --------
 
 from csoftmax.csoftmax cimport (

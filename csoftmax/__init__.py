@@ -48,20 +48,10 @@ get_num_threads = _backend.get_num_threads
 set_num_threads = _backend.set_num_threads
 softmax_backward = _backend.softmax_backward
 log_softmax_backward = _backend.log_softmax_backward
-if backend == "c":
-    from csoftmax._native import (
-        cross_entropy,
-        segment_log_softmax,
-        segment_logsumexp,
-        segment_softmax,
-    )
-else:
-    from csoftmax._cross_entropy import cross_entropy
-    from csoftmax._segments import (
-        segment_log_softmax,
-        segment_logsumexp,
-        segment_softmax,
-    )
+cross_entropy = _backend.cross_entropy
+segment_softmax = _backend.segment_softmax
+segment_log_softmax = _backend.segment_log_softmax
+segment_logsumexp = _backend.segment_logsumexp
 
 from csoftmax._config import get_include, show_config  # noqa: E402
 from csoftmax._jacobian import softmax_jacobian  # noqa: E402

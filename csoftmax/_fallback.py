@@ -422,3 +422,9 @@ def _two_sum_error(a, b, total):
     """The exact rounding error of ``total = a + b`` (Knuth's TwoSum)."""
     b_virtual = total - a
     return (a - (total - b_virtual)) + (b - b_virtual)
+
+
+# The NumPy implementations of the fused losses and the segment functions have
+# modules of their own (which import this one, hence at the end).
+from ._cross_entropy import cross_entropy  # noqa: E402
+from ._segments import segment_log_softmax, segment_logsumexp, segment_softmax  # noqa: E402

@@ -60,18 +60,21 @@ int csm_cpu_has_avx2_fma(void)
     return avx && fma && avx2;
 }
 
-int csm_cpu_has_avx512f(void)
+/* AVX-512 F + BW + VL: every AVX-512 CPU since Skylake-SP (not Xeon Phi);
+ * BW/VL turn a mask's bytes into a k-register without a shuffle. */
+int csm_cpu_has_avx512(void)
 {
     if (!csm_cpu_has_avx2_fma() || !os_saves(XCR0_ZMM_OPMASK))
         return 0;
     unsigned leaf7[4];
     cpuid(7, 0, leaf7);
-    return (leaf7[EBX] >> 16) & 1;
+    const int f = (leaf7[EBX] >> 16) & 1, bw = (leaf7[EBX] >> 30) & 1, vl = (leaf7[EBX] >> 31) & 1;
+    return f && bw && vl;
 }
 
 #else
 
 int csm_cpu_has_avx2_fma(void) { return 0; }
-int csm_cpu_has_avx512f(void) { return 0; }
+int csm_cpu_has_avx512(void) { return 0; }
 
 #endif

@@ -17,7 +17,7 @@ static const struct {
 } isas[CSM_ISA_COUNT] = {
     [CSM_ISA_SCALAR] = {"scalar", scalar_kernels, always},
     [CSM_ISA_AVX2] = {"avx2", csm_kernels_avx2, csm_cpu_has_avx2_fma},
-    [CSM_ISA_AVX512] = {"avx512", csm_kernels_avx512, csm_cpu_has_avx512f},
+    [CSM_ISA_AVX512] = {"avx512", csm_kernels_avx512, csm_cpu_has_avx512},
     [CSM_ISA_NEON] = {"neon", csm_kernels_neon, always}, /* aarch64 baseline: NULL kernels elsewhere */
 };
 

@@ -77,30 +77,7 @@ CSM_INLINE vf_count vf_count_zero(void) { return _mm256_setzero_si256(); }
 CSM_INLINE vf_count vf_count_add(vf_count c, vf_mask m) { return _mm256_sub_epi32(c, _mm256_castps_si256(m)); }
 CSM_INLINE void vf_count_store(int32_t *p, vf_count c) { _mm256_storeu_si256((__m256i *)p, c); }
 
-/* Transposes the 8x8 float block at source (rows source_stride apart) into
- * destination (rows destination_stride apart): 8 loads, 24 shuffles, 8 stores. */
-#define VF_HAS_TRANSPOSE_8X8 1
-CSM_INLINE void vf_transpose_8x8(const float *source, int64_t source_stride, float *destination,
-                                 int64_t destination_stride)
-{
-    __m256 r[8], t[8];
-    for (int k = 0; k < 8; k++)
-        r[k] = _mm256_loadu_ps(source + k * source_stride);
-    for (int k = 0; k < 8; k += 2) {
-        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-    }
-    for (int k = 0; k < 8; k += 4) {
-        r[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int k = 0; k < 4; k++) {
-        _mm256_storeu_ps(destination + k * destination_stride, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
-        _mm256_storeu_ps(destination + (k + 4) * destination_stride, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
-    }
-}
+#include "transpose_8x8_avx.h"
 
 /* ---- float64 ---- */
 CSM_INLINE vd vd_set1(double a) { return _mm256_set1_pd(a); }

@@ -1,4 +1,4 @@
-/* 512-bit vector vocabulary for simd_template.h (AVX-512F).
+/* 512-bit vector vocabulary for simd_template.h (AVX-512 F, BW, VL).
  * vf: 16 floats, vd: 8 doubles, masks are k-registers. */
 #ifndef CSM_VECTOR_AVX512_H
 #define CSM_VECTOR_AVX512_H
@@ -42,10 +42,12 @@ CSM_INLINE vf_mask vf_not_less(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CM
 CSM_INLINE vf_mask vf_not_equal(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
 CSM_INLINE vf vf_keep(vf_mask keep, vf v) { return _mm512_maskz_mov_ps(keep, v); }
 CSM_INLINE vf vf_select(vf_mask m, vf a, vf b) { return _mm512_mask_blend_ps(m, b, a); } /* m ? a : b */
-/* Lane j true where the byte p[j] is nonzero (a NumPy bool mask). */
+/* Lane j true where the byte p[j] is nonzero (a NumPy bool mask): one byte
+ * test (AVX-512 BW + VL), no widening shuffle. */
 CSM_INLINE vf_mask vf_mask_from_bytes(const uint8_t *p)
 {
-    return _mm512_test_epi32_mask(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)), _mm512_set1_epi32(0xFF));
+    const __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+    return _mm_test_epi8_mask(bytes, bytes);
 }
 CSM_INLINE vf vf_exponent_from_biased(vf biased)
 {
@@ -66,6 +68,8 @@ CSM_INLINE vf vf_from_vd_pair(vd low, vd high)
 CSM_INLINE vf_count vf_count_zero(void) { return _mm512_setzero_si512(); }
 CSM_INLINE vf_count vf_count_add(vf_count c, vf_mask m) { return _mm512_mask_add_epi32(c, m, c, _mm512_set1_epi32(1)); }
 CSM_INLINE void vf_count_store(int32_t *p, vf_count c) { _mm512_storeu_si512((void *)p, c); }
+
+#include "transpose_8x8_avx.h"
 
 /* ---- float64 ---- */
 CSM_INLINE vd vd_set1(double a) { return _mm512_set1_pd(a); }
@@ -92,7 +96,8 @@ CSM_INLINE vd vd_keep(vd_mask keep, vd v) { return _mm512_maskz_mov_pd(keep, v);
 CSM_INLINE vd vd_select(vd_mask m, vd a, vd b) { return _mm512_mask_blend_pd(m, b, a); }
 CSM_INLINE vd_mask vd_mask_from_bytes(const uint8_t *p)
 {
-    return _mm512_test_epi64_mask(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)p)), _mm512_set1_epi64(0xFF));
+    const __m128i bytes = _mm_loadl_epi64((const __m128i *)p);
+    return (vd_mask)_mm_test_epi8_mask(bytes, bytes);
 }
 CSM_INLINE vd vd_exponent_from_biased(vd biased)
 {

@@ -41,7 +41,14 @@ MIN_CYTHON = (3, 1)
 # gcc / clang (and mingw): one flag set for every file. -ffp-contract=off keeps the results the
 # same on every ISA and compiler (no silent FMA contraction); never a host-tuned -march, never
 # -ffast-math (the kernels rely on IEEE semantics for NaN/inf and their error terms).
-UNIX_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fvisibility=hidden", "-std=gnu11", "-g0"]
+UNIX_FLAGS = [
+    "-O3",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-fvisibility=hidden",
+    "-std=gnu11",
+    "-g0",
+]
 MSVC_FLAGS = ["/O2", "/fp:precise"]
 
 OPENMP_PROBE = r"""

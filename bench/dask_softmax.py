@@ -52,8 +52,12 @@ def generate_block(block_info=None):
 def lazy_input(shape, chunks):
     import dask.array as da
 
-    return da.map_blocks(generate_block, dtype=np.float32, chunks=da.core.normalize_chunks(
-        chunks, shape, dtype=np.float32), meta=np.empty((0, 0), np.float32))
+    return da.map_blocks(
+        generate_block,
+        dtype=np.float32,
+        chunks=da.core.normalize_chunks(chunks, shape, dtype=np.float32),
+        meta=np.empty((0, 0), np.float32),
+    )
 
 
 def formula_softmax(x, axis):
@@ -81,7 +85,10 @@ def run(cluster_options, shape, chunks, method, axis, timeout):
         total = csoftmax.dask.softmax(x, axis=axis).sum(dtype=np.float64)
     else:
         total = formula_softmax(x, axis).sum(dtype=np.float64)
-    with distributed.LocalCluster(**cluster_options) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(**cluster_options) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         isa = client.run(lambda: __import__("csoftmax").show_config(mode="dicts")["isa"])
         start = time.perf_counter()
         try:
@@ -101,8 +108,12 @@ def parse_pair(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=parse_pair, default=(200_000, 32_000), help="rows,columns")
-    parser.add_argument("--chunks", type=parse_pair, default=None,
-                        help="rows,columns per chunk (default: 64 MB chunks spanning all columns)")
+    parser.add_argument(
+        "--chunks",
+        type=parse_pair,
+        default=None,
+        help="rows,columns per chunk (default: 64 MB chunks spanning all columns)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="8GiB", help="per worker")
     parser.add_argument("--methods", default="generate,csoftmax,formula")
@@ -116,30 +127,43 @@ def main(argv=None):
     chunks = args.chunks or (max(1, (16 << 20) // shape[1]), shape[1])
     axes = [int(axis) for axis in args.axes.split(",")]
     elements = math.prod(shape)
-    cluster_options = dict(n_workers=args.workers, threads_per_worker=1, processes=True,
-                           memory_limit=args.memory_limit, dashboard_address=None)
-    print(f"shape {shape} float32 ({elements * 4 / 1e9:.1f} GB), chunks {chunks} "
-          f"({math.prod(chunks) * 4 / 1e6:.0f} MB), {args.workers} workers x 1 thread, memory "
-          f"limit {args.memory_limit} per worker; csoftmax {csoftmax.__version__}, "
-          f"backend {csoftmax.backend}")
-    print(f"{'method':<10} {'axis':>4} {'chunks along axis':>17} {'time s':>8} "
-          f"{'Gelem/s':>8} {'peak RSS/worker':>16} {'check':>6}  ISA")
+    cluster_options = dict(
+        n_workers=args.workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=args.memory_limit,
+        dashboard_address=None,
+    )
+    print(
+        f"shape {shape} float32 ({elements * 4 / 1e9:.1f} GB), chunks {chunks} "
+        f"({math.prod(chunks) * 4 / 1e6:.0f} MB), {args.workers} workers x 1 thread, memory "
+        f"limit {args.memory_limit} per worker; csoftmax {csoftmax.__version__}, "
+        f"backend {csoftmax.backend}"
+    )
+    print(
+        f"{'method':<10} {'axis':>4} {'chunks along axis':>17} {'time s':>8} "
+        f"{'Gelem/s':>8} {'peak RSS/worker':>16} {'check':>6}  ISA"
+    )
     for axis in axes:
         for method in args.methods.split(","):
             if method == "generate" and axis != axes[0]:
                 continue
-            seconds, value, peak, isa = run(cluster_options, shape, chunks, method, axis,
-                                            args.timeout)
+            seconds, value, peak, isa = run(
+                cluster_options, shape, chunks, method, axis, args.timeout
+            )
             expected = elements / shape[axis]
             if isinstance(value, str):
                 check = value
             else:
                 correct = method == "generate" or abs(value - expected) <= 1e-3 * expected
                 check = "ok" if correct else "WRONG"
-            print(f"{method:<10} {axis if method != 'generate' else '-':>4} "
-                  f"{math.ceil(shape[axis] / chunks[axis]):>17} {seconds:>8.1f} "
-                  f"{elements / seconds / 1e9:>8.2f} {peak / 2**30:>12.2f} GiB "
-                  f"{check:>6}  {','.join(isa)}", flush=True)
+            print(
+                f"{method:<10} {axis if method != 'generate' else '-':>4} "
+                f"{math.ceil(shape[axis] / chunks[axis]):>17} {seconds:>8.1f} "
+                f"{elements / seconds / 1e9:>8.2f} {peak / 2**30:>12.2f} GiB "
+                f"{check:>6}  {','.join(isa)}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

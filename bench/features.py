@@ -77,8 +77,13 @@ def main(argv=None):
     ]
     for dtype in (np.float32, np.float64):
         for shape, axis in SHAPES:
-            stats = measure(cases(dtype, shape, axis, rng), rounds=args.rounds, min_time=0.02,
-                            warmup=0.05, settle=0.0005)
+            stats = measure(
+                cases(dtype, shape, axis, rng),
+                rounds=args.rounds,
+                min_time=0.02,
+                warmup=0.05,
+                settle=0.0005,
+            )
             time = {name: s["median_s"] for name, s in stats.items()}
             for name, against, target, how in RATIOS:
                 if how == "<=":
@@ -94,7 +99,7 @@ def main(argv=None):
                     f"{time[name] * 1e3:.3f} ms | {label} | {how} {target} | "
                     f"{'PASS' if ok else 'FAIL'} |"
                 )
-            print("\n".join(lines[-len(RATIOS):]), flush=True)
+            print("\n".join(lines[-len(RATIOS) :]), flush=True)
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

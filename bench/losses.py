@@ -34,9 +34,11 @@ def cross_entropy_case(rng):
     target = rng.integers(0, 32000, 4096)
     impls = {
         "csoftmax.cross_entropy": lambda: csoftmax.cross_entropy(logits, target),
-        "log_softmax + gather": lambda: -np.take_along_axis(
-            csoftmax.log_softmax(logits, axis=-1), target[:, None], axis=-1
-        ).mean(dtype=np.float64),
+        "log_softmax + gather": lambda: (
+            -np.take_along_axis(
+                csoftmax.log_softmax(logits, axis=-1), target[:, None], axis=-1
+            ).mean(dtype=np.float64)
+        ),
     }
     try:
         import torch
@@ -121,12 +123,18 @@ def main(argv=None) -> None:
     threads = [int(t) for t in args.threads.split(",")]
     rng = np.random.default_rng(0)
     config = csoftmax.show_config(mode="dicts")
-    print(f"csoftmax {config['version']} backend={config['backend']} isa={config['isa']} "
-          f"numpy {np.__version__} on {platform.machine()}")
+    print(
+        f"csoftmax {config['version']} backend={config['backend']} isa={config['isa']} "
+        f"numpy {np.__version__} on {platform.machine()}"
+    )
     print("| case | implementation | threads | median ms | Melem/s | ratio vs csoftmax |")
     print("|---|---|---|---|---|---|")
-    cases = (cross_entropy_case, cross_entropy_grad_case, segment_case,
-             lambda rng: segment_case(rng, np.float32))
+    cases = (
+        cross_entropy_case,
+        cross_entropy_grad_case,
+        segment_case,
+        lambda rng: segment_case(rng, np.float32),
+    )
     for make in cases:
         title, elements, impls, torch = make(rng)
         check(impls)
@@ -138,8 +146,11 @@ def main(argv=None) -> None:
             ours = stats[next(iter(impls))]["median_s"]
             for name, s in stats.items():
                 median = s["median_s"]
-                print(f"| {title} | {name} | {count} | {median * 1e3:.2f} | "
-                      f"{elements / median / 1e6:.0f} | {median / ours:.2f} |", flush=True)
+                print(
+                    f"| {title} | {name} | {count} | {median * 1e3:.2f} | "
+                    f"{elements / median / 1e6:.0f} | {median / ours:.2f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

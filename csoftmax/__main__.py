@@ -35,7 +35,9 @@ def self_check():
                 want = getattr(_fallback, name)(x, axis=axis)
                 tolerance = 8 * np.finfo(dtype).eps * np.maximum(1.0, np.abs(want))
                 with np.errstate(invalid="ignore"):  # -inf - -inf where both are -inf
-                    close = (np.abs(np.asarray(got, np.float64) - want) <= tolerance) | (got == want)
+                    close = (np.abs(np.asarray(got, np.float64) - want) <= tolerance) | (
+                        got == want
+                    )
                 if np.shape(got) != np.shape(want) or not np.all(close):
                     failures.append(f"{name} {np.dtype(dtype).name} shape={shape} axis={axis}")
     return failures
@@ -62,7 +64,9 @@ def speed_table():
         ours = _median_time(lambda x=x, axis=axis: csoftmax.softmax(x, axis=axis))
         numpy_time = _median_time(lambda x=x, axis=axis: _classic_numpy_softmax(x, axis))
         scipy_time = (
-            _median_time(lambda x=x, axis=axis: special.softmax(x, axis=axis)) if special else float("nan")
+            _median_time(lambda x=x, axis=axis: special.softmax(x, axis=axis))
+            if special
+            else float("nan")
         )
         label = f"{shape} {np.dtype(dtype).name} axis={axis}"
         print(

@@ -93,9 +93,7 @@ def where_mask(where, shape):
 def check_temperature(temperature):
     """`temperature` as a Python float: a positive finite real scalar."""
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(
-            f"temperature must be a real number, not {type(temperature).__name__}"
-        )
+        raise TypeError(f"temperature must be a real number, not {type(temperature).__name__}")
     try:
         value = float(temperature)
     except OverflowError:  # an int beyond float's range
@@ -162,8 +160,7 @@ def normalize_axes(axis, ndim):
             index = operator.index(item)
         except TypeError:
             raise TypeError(
-                "axis must be None, an integer or a tuple of integers, "
-                f"not {type(item).__name__}"
+                f"axis must be None, an integer or a tuple of integers, not {type(item).__name__}"
             ) from None
         if not -ndim <= index < ndim:
             raise AxisError(index, ndim)
@@ -212,9 +209,23 @@ class Plan:
     """
 
     __slots__ = (
-        "route", "x3", "y3", "w3", "g3", "precision", "temperature",
-        "_op", "_out", "_y3_is_out", "_dtype", "_shape", "_order",
-        "_layout_shape", "_restore", "_c_order", "_result",
+        "route",
+        "x3",
+        "y3",
+        "w3",
+        "g3",
+        "precision",
+        "temperature",
+        "_op",
+        "_out",
+        "_y3_is_out",
+        "_dtype",
+        "_shape",
+        "_order",
+        "_layout_shape",
+        "_restore",
+        "_c_order",
+        "_result",
     )
 
     def arrange(self, other, dtype=None):
@@ -272,8 +283,7 @@ def _new_plan(op, out, precision, temperature, result_dtype, result_shape):
     return p
 
 
-def plan(op, x, axis, out, precision, keepdims=False, *, where=None, temperature=1.0,
-         dtype=None):
+def plan(op, x, axis, out, precision, keepdims=False, *, where=None, temperature=1.0, dtype=None):
     """Validate a call and lay its input out for a backend (see the module doc)."""
     if op not in OPS:
         raise ValueError(f"op must be one of {OPS}, not {op!r}")
@@ -343,8 +353,9 @@ def plan_backward(op, grad, y, axis, out, where):
     grad = as_array(grad)
     y = as_array(y)
     if grad.shape != y.shape:
-        raise ValueError(f"grad has shape {grad.shape} but y has shape {y.shape}; "
-                         "they must be equal")
+        raise ValueError(
+            f"grad has shape {grad.shape} but y has shape {y.shape}; they must be equal"
+        )
     for array in (grad, y):
         if dtypes(array.dtype)[2] == "scipy":
             raise TypeError(f"{op} does not take complex input")
@@ -386,8 +397,8 @@ def _lay_out(p, x, axes, compute, through):
     if not axes or axes[-1] - axes[0] == len(axes) - 1:
         first, last = (axes[0], axes[-1]) if axes else (ndim, ndim - 1)
         outer = math.prod(shape[:first])
-        n = math.prod(shape[first:last + 1])
-        inner = math.prod(shape[last + 1:])
+        n = math.prod(shape[first : last + 1])
+        inner = math.prod(shape[last + 1 :])
         if order is not None:
             outer, inner = inner, outer
         p._c_order = False  # the result keeps the input's memory order
@@ -399,8 +410,9 @@ def _lay_out(p, x, axes, compute, through):
         inner = 1
         p._c_order = True  # the result is C-contiguous, not in the copy's order
     layout = x if order is None else x.transpose(order)
-    if through is not None or not (layout.flags.c_contiguous and flags.aligned
-                                   and x.dtype == compute):
+    if through is not None or not (
+        layout.flags.c_contiguous and flags.aligned and x.dtype == compute
+    ):
         with np.errstate(over="ignore"):  # dtype=: values beyond its range become inf
             if through is not None:
                 layout = layout.astype(through)
@@ -422,8 +434,10 @@ def _place_destination(p, out, sources):
             out3 = out_layout.reshape(shape3)
             # Both are single blocks of memory, so overlapping bounds are
             # real overlap; only exact aliasing (in place) may reach a kernel.
-            if all(not np.may_share_memory(out3, source) or _same_start(out3, source)
-                   for source in sources):
+            if all(
+                not np.may_share_memory(out3, source) or _same_start(out3, source)
+                for source in sources
+            ):
                 y3 = out3
     p._y3_is_out = y3 is not None
     p.y3 = y3 if y3 is not None else np.empty(shape3, p.x3.dtype)

@@ -74,8 +74,17 @@ class Problem:
     """
 
     __slots__ = (
-        "route", "x3", "target", "probability", "weight", "ignore_index", "label_smoothing",
-        "reduction", "_dtype", "_shape", "_rows_shape",
+        "route",
+        "x3",
+        "target",
+        "probability",
+        "weight",
+        "ignore_index",
+        "label_smoothing",
+        "reduction",
+        "_dtype",
+        "_shape",
+        "_rows_shape",
     )
 
     def finish(self, losses, loss, grad3=None):
@@ -102,8 +111,8 @@ def prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothi
     axis = _check_axis(axis, x.ndim)
     shape = x.shape
     n = shape[axis]
-    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
-    rows_shape = shape[:axis] + shape[axis + 1:]
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    rows_shape = shape[:axis] + shape[axis + 1 :]
 
     p = Problem()
     p.route = route
@@ -158,7 +167,9 @@ def compute_numpy(p, return_grad):
     """(per-row losses, reduced loss, gradient or None) of a prepared problem, with NumPy."""
     # float32 works in float64; float64 in longdouble where it is wider (the row sums of
     # label smoothing and probability targets have thousands of terms).
-    wide = p.x3.dtype == np.longdouble or (p.x3.dtype == np.float64 and _fallback.LONGDOUBLE_IS_WIDER)
+    wide = p.x3.dtype == np.longdouble or (
+        p.x3.dtype == np.float64 and _fallback.LONGDOUBLE_IS_WIDER
+    )
     work = np.longdouble if wide else np.float64
     x3 = p.x3.astype(work)
     outer, n, inner = x3.shape
@@ -184,8 +195,13 @@ def compute_numpy(p, return_grad):
             share = np.zeros_like(x3)
             if n:
                 share += per_class * w3
-                np.put_along_axis(share, index[:, None, :], keep * target_weight[:, None, :] +
-                                  np.take_along_axis(share, index[:, None, :], axis=1), axis=1)
+                np.put_along_axis(
+                    share,
+                    index[:, None, :],
+                    keep * target_weight[:, None, :]
+                    + np.take_along_axis(share, index[:, None, :], axis=1),
+                    axis=1,
+                )
                 picked = np.take_along_axis(logp, index[:, None, :], axis=1)[:, 0, :]
                 losses = -target_weight * picked
                 if eps > 0:
@@ -207,8 +223,17 @@ def compute_numpy(p, return_grad):
     return losses, loss, grad
 
 
-def cross_entropy(logits, target, axis=-1, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, return_grad=False):
+def cross_entropy(
+    logits,
+    target,
+    axis=-1,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    return_grad=False,
+):
     """Cross-entropy loss from logits: ``torch.nn.functional.cross_entropy`` for NumPy.
 
     Parameters

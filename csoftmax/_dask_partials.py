@@ -65,6 +65,7 @@ def chunk_partials(x3, precision, w3=None, temperature=1.0):
 
 # --- double-double arithmetic, as in row_scale.c (elementwise on arrays) ---
 
+
 def _two_sum(a, b):
     s = a + b
     bb = s - a
@@ -101,7 +102,7 @@ def _scaled_difference(block_max, row_max, temperature):
     product, error = _two_product(np.float64(inverse), np.float64(temperature))
     inverse = (inverse, ((1.0 - product) - error) / temperature)  # 1 - p is exact (Sterbenz)
     hi, lo = _dd_mul(difference, inverse)
-    far = difference[0] * inverse[0] < -(2.0 ** 20)  # exp gives 0 there, as row_scale.c
+    far = difference[0] * inverse[0] < -(2.0**20)  # exp gives 0 there, as row_scale.c
     return np.where(far, -np.inf, hi), np.where(far, 0.0, lo)
 
 
@@ -122,8 +123,11 @@ def combine_partials(operation_name, partials, temperature=1.0):
         maxima, counts = partials[..., 0], partials[..., 1]
         has_nan = (np.isnan(partials[..., 2]) | np.isnan(maxima)).any(axis=0)
         row_max = np.full(slices, -np.inf) if parts == 0 else maxima.max(axis=0)
-        state = np.where(has_nan, NAN, np.where(row_max == np.inf, POS_INF,
-                                                np.where(row_max == -np.inf, NEG_INF, FINITE)))
+        state = np.where(
+            has_nan,
+            NAN,
+            np.where(row_max == np.inf, POS_INF, np.where(row_max == -np.inf, NEG_INF, FINITE)),
+        )
         finite = state == FINITE
         row_max = np.where(finite, row_max, np.where(has_nan, np.nan, row_max))
         # rest = sum(exp(x - M)) - 1: the maxima's exact count first, then every part in order
@@ -161,8 +165,13 @@ def chunk_normalize(operation_name, x3, scales, precision, w3=None, temperature=
         return np.empty(x3.shape, x3.dtype)
     if w3 is not None:
         with np.errstate(invalid="ignore"):
-            y = chunk_normalize(operation_name, np.where(w3, x3, -np.inf), scales, precision,
-                                temperature=temperature)
+            y = chunk_normalize(
+                operation_name,
+                np.where(w3, x3, -np.inf),
+                scales,
+                precision,
+                temperature=temperature,
+            )
         np.copyto(y, 0 if operation_name == "softmax" else -np.inf, where=~w3)
         return y
     records = scales.reshape(outer, 1, inner, SCALE_DOUBLES)

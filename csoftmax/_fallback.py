@@ -64,18 +64,20 @@ def set_num_threads(n):
     _num_threads = n
 
 
-def softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None,
-            precision="exact"):
+def softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None, precision="exact"):
     """scipy.special.softmax, accurate to a few ULP; see DESIGN.md §1 and §3."""
-    return _run("softmax", x, axis, out, precision, where=where, temperature=temperature,
-                dtype=dtype)
+    return _run(
+        "softmax", x, axis, out, precision, where=where, temperature=temperature, dtype=dtype
+    )
 
 
-def log_softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None,
-                precision="exact"):
+def log_softmax(
+    x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None, precision="exact"
+):
     """scipy.special.log_softmax, accurate to a few ULP; see DESIGN.md §1 and §3."""
-    return _run("log_softmax", x, axis, out, precision, where=where, temperature=temperature,
-                dtype=dtype)
+    return _run(
+        "log_softmax", x, axis, out, precision, where=where, temperature=temperature, dtype=dtype
+    )
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=None):
@@ -110,10 +112,16 @@ def _signed_logsumexp(a, axis, b, keepdims, return_sign, where):
         axes = _api.normalize_axes(axis, len(shape))
         special = _api.scipy_special()
         with np.errstate(all="ignore"):
-            return special.logsumexp(a, axis=axes, b=b, keepdims=keepdims,
-                                     return_sign=return_sign)
-    p = _api.plan("logsumexp", np.broadcast_to(a.astype(dtype, copy=False), shape),
-                  axis, None, "exact", keepdims, where=where)
+            return special.logsumexp(a, axis=axes, b=b, keepdims=keepdims, return_sign=return_sign)
+    p = _api.plan(
+        "logsumexp",
+        np.broadcast_to(a.astype(dtype, copy=False), shape),
+        axis,
+        None,
+        "exact",
+        keepdims,
+        where=where,
+    )
     if p.route == "done":  # nothing to sum: -inf, whose sign scipy gives as -1
         result = p.finish()
         return (result, np.sign(result)) if return_sign else result
@@ -142,8 +150,9 @@ def _signed_logsumexp(a, axis, b, keepdims, return_sign, where):
         ratio = rest / tie_weight
         total = tie_weight + rest
         use_log1p = (ratio > -0.5) & (ratio < np.inf)
-        log_abs = np.where(use_log1p, np.log(np.abs(tie_weight)) + np.log1p(ratio),
-                           np.log(np.abs(total)))
+        log_abs = np.where(
+            use_log1p, np.log(np.abs(tie_weight)) + np.log1p(ratio), np.log(np.abs(total))
+        )
         result = log_abs + maximum
         sign = np.sign(total)
         unfinished = ~np.isfinite(result)
@@ -406,7 +415,7 @@ def _two_sum_tree(terms):
     errors = np.zeros_like(terms[:, :1])
     while terms.shape[1] > 1:
         half = terms.shape[1] // 2
-        first, second = terms[:, :half], terms[:, half:2 * half]
+        first, second = terms[:, :half], terms[:, half : 2 * half]
         sums = first + second
         errors += _two_sum_error(first, second, sums).sum(axis=1, keepdims=True)
         if terms.shape[1] % 2:  # fold the odd term into the first sum
@@ -426,5 +435,5 @@ def _two_sum_error(a, b, total):
 
 # The NumPy implementations of the fused losses and the segment functions have
 # modules of their own (which import this one, hence at the end).
-from ._cross_entropy import cross_entropy  # noqa: E402
-from ._segments import segment_log_softmax, segment_logsumexp, segment_softmax  # noqa: E402
+from ._cross_entropy import cross_entropy  # noqa: E402, F401 (re-exported)
+from ._segments import segment_log_softmax, segment_logsumexp, segment_softmax  # noqa: E402, F401

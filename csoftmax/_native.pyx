@@ -94,7 +94,6 @@ cdef int _run(int operation, int precision, int type_number, const void *x, void
     return 0
 
 
-
 cdef inline bint _plain_float_array(object x):
     """An exact ndarray of native, aligned, C-contiguous float32/float64 with elements."""
     if not cnp.PyArray_CheckExact(x):

@@ -44,8 +44,18 @@ class SegmentPlan:
     input `x2`, the int64 `indptr`, and the destination `y2` (``(N, inner)``, or
     ``(segments, inner)`` for logsumexp) in x2's dtype, which may be `out` or `x2` itself."""
 
-    __slots__ = ("route", "op", "precision", "x2", "y2", "indptr", "_out", "_y2_is_out",
-                 "_dtype", "_shape")
+    __slots__ = (
+        "route",
+        "op",
+        "precision",
+        "x2",
+        "y2",
+        "indptr",
+        "_out",
+        "_y2_is_out",
+        "_dtype",
+        "_shape",
+    )
 
     def finish(self):
         """The public result; writes into `out` when given."""
@@ -93,8 +103,7 @@ def plan(op, x, indptr, out=None, precision="exact"):
         p.y2 = np.full((segments, inner), -np.inf, compute)  # empty segments stay -inf
         return p
     y2 = None
-    if (out is not None and out.dtype == compute and out.flags.c_contiguous
-            and out.flags.aligned):
+    if out is not None and out.dtype == compute and out.flags.c_contiguous and out.flags.aligned:
         out2 = out.reshape(rows, inner)
         # in place (the same buffer) is fine; other overlap goes through a fresh buffer
         if not np.may_share_memory(out2, x2) or (

@@ -50,8 +50,9 @@ def softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None, 
     return _normalized("softmax", x, axis, out, where, temperature, dtype, precision)
 
 
-def log_softmax(x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None,
-                precision="exact"):
+def log_softmax(
+    x, axis=None, *, out=None, where=None, temperature=1.0, dtype=None, precision="exact"
+):
     """csoftmax.log_softmax of a dask array, as a dask array (see the module doc)."""
     return _normalized("log_softmax", x, axis, out, where, temperature, dtype, precision)
 
@@ -73,14 +74,27 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=
     if _within_chunks(x, axes):
         chunks = [(1,) if i in axes else x.chunks[i] for i in range(x.ndim)] if keepdims else None
         return da.map_blocks(
-            _logsumexp_block, *operands, axes=axes, keepdims=keepdims, backend=backend,
-            dtype=result_dtype, meta=np.empty((0,) * (x.ndim if keepdims else len(kept)), result_dtype),
-            chunks=chunks, drop_axis=None if keepdims else axes)
+            _logsumexp_block,
+            *operands,
+            axes=axes,
+            keepdims=keepdims,
+            backend=backend,
+            dtype=result_dtype,
+            meta=np.empty((0,) * (x.ndim if keepdims else len(kept)), result_dtype),
+            chunks=chunks,
+            drop_axis=None if keepdims else axes,
+        )
     _require_kernel(kernel, x.dtype, axes)
     scales = _combined_scales(da, operands, axes, "logsumexp", "exact", 1.0, backend)
     values = da.map_blocks(
-        _logsumexp_from_scales, scales, result_dtype=result_dtype, backend=backend,
-        drop_axis=len(kept), dtype=result_dtype, meta=np.empty((0,) * len(kept), result_dtype))
+        _logsumexp_from_scales,
+        scales,
+        result_dtype=result_dtype,
+        backend=backend,
+        drop_axis=len(kept),
+        dtype=result_dtype,
+        meta=np.empty((0,) * len(kept), result_dtype),
+    )
     if keepdims:
         values = values[tuple(None if i in axes else slice(None) for i in range(x.ndim))]
     return values
@@ -93,7 +107,8 @@ def _weighted_logsumexp(da, x, axis, b, keepdims, return_sign, where):
     b = np.ones((), x.dtype) if b is None else b
     weights = b if isinstance(b, da.Array) else np.asarray(b)
     sample = _memory_functions(_backend(1.0)).logsumexp(
-        np.zeros(1, x.dtype), b=np.ones(1, weights.dtype) if weights.ndim else weights[()])
+        np.zeros(1, x.dtype), b=np.ones(1, weights.dtype) if weights.ndim else weights[()]
+    )
     result_dtype = np.asarray(sample).dtype
     shape = np.broadcast_shapes(x.shape, weights.shape) or (1,)  # 0-d reads as (1,)
     x = da.broadcast_to(x, shape)
@@ -105,30 +120,49 @@ def _weighted_logsumexp(da, x, axis, b, keepdims, return_sign, where):
     index = _index(x.ndim)
     chunks = tuple((1,) * len(x.chunks[i]) if i in axes else x.chunks[i] for i in range(x.ndim))
     pieces = da.map_blocks(
-        _signed_chunk, *operands, axes=axes, backend=_backend(1.0), chunks=chunks + ((2,),),
-        new_axis=x.ndim, dtype=np.float64, meta=np.empty((0,) * (x.ndim + 1), np.float64))
+        _signed_chunk,
+        *operands,
+        axes=axes,
+        backend=_backend(1.0),
+        chunks=chunks + ((2,),),
+        new_axis=x.ndim,
+        dtype=np.float64,
+        meta=np.empty((0,) * (x.ndim + 1), np.float64),
+    )
     kept_index = tuple(index[i] for i in kept)
     combined = da.blockwise(
-        _combine_signed, kept_index + ("pair",), pieces, index + ("pair",), concatenate=False,
-        axes=axes, result_dtype=result_dtype, backend=_backend(1.0), dtype=result_dtype,
-        meta=np.empty((0,) * (len(kept) + 1), result_dtype))
+        _combine_signed,
+        kept_index + ("pair",),
+        pieces,
+        index + ("pair",),
+        concatenate=False,
+        axes=axes,
+        result_dtype=result_dtype,
+        backend=_backend(1.0),
+        dtype=result_dtype,
+        meta=np.empty((0,) * (len(kept) + 1), result_dtype),
+    )
     value, sign = combined[..., 0], combined[..., 1]
     if keepdims:
         expand = tuple(None if i in axes else slice(None) for i in range(x.ndim))
         value, sign = value[expand], sign[expand]
     if not return_sign:
-        return da.where(sign < 0, np.nan, value).astype(result_dtype)  # scipy: log of a negative sum
+        return da.where(sign < 0, np.nan, value).astype(
+            result_dtype
+        )  # scipy: log of a negative sum
     return value, sign
 
 
 # --- building the graphs ---------------------------------------------------
+
 
 def _normalized(op, x, axis, out, where, temperature, dtype, precision):
     da = _dask_array()
     if out is not None:
         raise TypeError(
             "csoftmax.dask returns a lazy dask array and cannot fill out=; "
-            "write the result with dask.array.store(result, out) instead")
+            "write the result with dask.array.store(result, out) instead"
+        )
     temperature = _api.check_temperature(temperature)
     _api._check_precision(precision)
     x = _as_dask(da, x)
@@ -144,8 +178,17 @@ def _normalized(op, x, axis, out, where, temperature, dtype, precision):
     backend = _backend(temperature)
     meta = np.empty((0,) * x.ndim, result_dtype)
     if _within_chunks(x, axes):
-        return da.map_blocks(_normalized_block, *operands, op=op, axes=axes, precision=precision,
-                             temperature=temperature, backend=backend, dtype=result_dtype, meta=meta)
+        return da.map_blocks(
+            _normalized_block,
+            *operands,
+            op=op,
+            axes=axes,
+            precision=precision,
+            temperature=temperature,
+            backend=backend,
+            dtype=result_dtype,
+            meta=meta,
+        )
     _require_kernel(kernel, x.dtype, axes)
     scales = _combined_scales(da, operands, axes, op, precision, temperature, backend)
     index = _index(x.ndim)
@@ -155,9 +198,19 @@ def _normalized(op, x, axis, out, where, temperature, dtype, precision):
     if mask is not None:
         arguments += [again[1], index]
     return da.blockwise(
-        _normalize_chunk, index, *arguments, concatenate=True,
-        op=op, axes=axes, precision=precision, temperature=temperature, result_dtype=result_dtype,
-        backend=backend, dtype=result_dtype, meta=meta)
+        _normalize_chunk,
+        index,
+        *arguments,
+        concatenate=True,
+        op=op,
+        axes=axes,
+        precision=precision,
+        temperature=temperature,
+        result_dtype=result_dtype,
+        backend=backend,
+        dtype=result_dtype,
+        meta=meta,
+    )
 
 
 def _combined_scales(da, operands, axes, op, precision, temperature, backend):
@@ -168,14 +221,32 @@ def _combined_scales(da, operands, axes, op, precision, temperature, backend):
     index = _index(ndim)
     chunks = tuple((1,) * len(x.chunks[i]) if i in axes else x.chunks[i] for i in range(ndim))
     partials = da.map_blocks(
-        _chunk_partials, *operands, axes=axes, precision=precision, temperature=temperature,
-        backend=backend, chunks=chunks + ((4,),), new_axis=ndim, dtype=np.float64,
-        meta=np.empty((0,) * (ndim + 1), np.float64))
+        _chunk_partials,
+        *operands,
+        axes=axes,
+        precision=precision,
+        temperature=temperature,
+        backend=backend,
+        chunks=chunks + ((4,),),
+        new_axis=ndim,
+        dtype=np.float64,
+        meta=np.empty((0,) * (ndim + 1), np.float64),
+    )
     kept = tuple(index[i] for i in range(ndim) if i not in axes)
     return da.blockwise(
-        _combine_chunks, kept + ("record",), partials, index + ("partial",),
-        new_axes={"record": 5}, concatenate=False, op=op, axes=axes, temperature=temperature,
-        backend=backend, dtype=np.float64, meta=np.empty((0,) * (len(kept) + 1), np.float64))
+        _combine_chunks,
+        kept + ("record",),
+        partials,
+        index + ("partial",),
+        new_axes={"record": 5},
+        concatenate=False,
+        op=op,
+        axes=axes,
+        temperature=temperature,
+        backend=backend,
+        dtype=np.float64,
+        meta=np.empty((0,) * (len(kept) + 1), np.float64),
+    )
 
 
 def _second_read(*arrays):
@@ -232,7 +303,8 @@ def _require_kernel(kernel, dtype, axes):
     if not kernel:
         raise TypeError(
             f"csoftmax.dask reduces {dtype} arrays only within one chunk; "
-            f"rechunk so that each of the axes {axes} is a single chunk")
+            f"rechunk so that each of the axes {axes} is a single chunk"
+        )
 
 
 def _within_chunks(x, axes):
@@ -240,7 +312,7 @@ def _within_chunks(x, axes):
 
 
 # As _native.pyx: temperatures the C kernels take; others run in NumPy.
-_KERNEL_TEMPERATURES = (2.0 ** -60, 2.0 ** 60)
+_KERNEL_TEMPERATURES = (2.0**-60, 2.0**60)
 
 
 def _backend(temperature):
@@ -254,6 +326,7 @@ def _backend(temperature):
 
 
 # --- the tasks (module-level functions: they pickle by reference) ------------
+
 
 def _memory_functions(backend):
     if backend == "c":
@@ -277,19 +350,22 @@ def _steps(backend):
 
 def _normalized_block(block, where=None, *, op, axes, precision, temperature, backend):
     return getattr(_memory_functions(backend), op)(
-        block, axis=axes, precision=precision, where=where, temperature=temperature)
+        block, axis=axes, precision=precision, where=where, temperature=temperature
+    )
 
 
 def _logsumexp_block(block, where=None, *, axes, keepdims, backend):
-    return np.asarray(_memory_functions(backend).logsumexp(block, axis=axes, keepdims=keepdims,
-                                                           where=where))
+    return np.asarray(
+        _memory_functions(backend).logsumexp(block, axis=axes, keepdims=keepdims, where=where)
+    )
 
 
 def _signed_chunk(block, weights, where=None, *, axes, backend):
     """(logsumexp, sign) of a chunk along axes, in float64, as a trailing pair."""
     block, where = _api.split_mask(block, where)
     value, sign = _memory_functions(backend).logsumexp(
-        block.astype(np.float64), axis=axes, b=weights, keepdims=True, return_sign=True, where=where)
+        block.astype(np.float64), axis=axes, b=weights, keepdims=True, return_sign=True, where=where
+    )
     return np.stack([value, sign], axis=-1)
 
 
@@ -299,7 +375,8 @@ def _combine_signed(nested, axes, result_dtype, backend):
     kept_shape = tuple(size for i, size in enumerate(parts[0].shape[:-1]) if i not in axes)
     pairs = np.stack([part.reshape(-1, 2) for part in parts])
     value, sign = _memory_functions(backend).logsumexp(
-        pairs[..., 0], axis=0, b=pairs[..., 1], return_sign=True)
+        pairs[..., 0], axis=0, b=pairs[..., 1], return_sign=True
+    )
     with np.errstate(over="ignore", invalid="ignore"):
         pair = np.stack([value, sign], axis=-1).astype(result_dtype)
     return pair.reshape(kept_shape + (2,))
@@ -314,24 +391,34 @@ def _layout(block, where, axes):
     shape = block.shape
     if axes[-1] - axes[0] == len(axes) - 1:
         first, last = axes[0], axes[-1]
-        layout_shape = (math.prod(shape[:first]), math.prod(shape[first:last + 1]),
-                        math.prod(shape[last + 1:]))
+        layout_shape = (
+            math.prod(shape[:first]),
+            math.prod(shape[first : last + 1]),
+            math.prod(shape[last + 1 :]),
+        )
         order = None
     else:
         order = tuple(i for i in range(block.ndim) if i not in axes) + axes
-        layout_shape = (math.prod(shape[i] for i in order[:block.ndim - len(axes)]),
-                        math.prod(shape[i] for i in axes), 1)
+        layout_shape = (
+            math.prod(shape[i] for i in order[: block.ndim - len(axes)]),
+            math.prod(shape[i] for i in axes),
+            1,
+        )
         block = block.transpose(order)
         where = None if where is None else np.asarray(where).transpose(order)
     x3 = np.ascontiguousarray(block, dtype=compute).reshape(layout_shape)
-    w3 = None if where is None else np.ascontiguousarray(where, dtype=np.bool_).reshape(layout_shape)
+    w3 = (
+        None if where is None else np.ascontiguousarray(where, dtype=np.bool_).reshape(layout_shape)
+    )
     return x3, w3, order
 
 
 def _chunk_partials(block, where=None, *, axes, precision, temperature, backend):
     x3, w3, _ = _layout(block, where, axes)
     partials = _steps(backend).chunk_partials(x3, precision, w3, temperature)
-    return partials.reshape(tuple(1 if i in axes else size for i, size in enumerate(block.shape)) + (4,))
+    return partials.reshape(
+        tuple(1 if i in axes else size for i, size in enumerate(block.shape)) + (4,)
+    )
 
 
 def _leaves(nested):
@@ -351,11 +438,13 @@ def _combine_chunks(nested, op, axes, temperature, backend):
     return scales.reshape(kept_shape + (5,))
 
 
-def _normalize_chunk(block, scales, where=None, *, op, axes, precision, temperature, result_dtype,
-                     backend):
+def _normalize_chunk(
+    block, scales, where=None, *, op, axes, precision, temperature, result_dtype, backend
+):
     x3, w3, order = _layout(block, where, axes)
     y3 = _steps(backend).chunk_normalize(
-        op, x3, np.ascontiguousarray(scales).reshape(-1, 5), precision, w3, temperature)
+        op, x3, np.ascontiguousarray(scales).reshape(-1, 5), precision, w3, temperature
+    )
     if order is None:
         y = y3.reshape(block.shape)
     else:

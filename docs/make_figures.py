@@ -15,8 +15,8 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # this checkout's csoftmax first
@@ -25,8 +25,9 @@ import csoftmax  # noqa: E402
 IMG = os.path.join(HERE, "img")
 DTYPES = (np.float16, np.float32, np.float64)
 COLOURS = {np.float16: "tab:green", np.float32: "tab:orange", np.float64: "tab:blue"}
-plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
-                     "svg.hashsalt": "csoftmax"})
+plt.rcParams.update(
+    {"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "svg.hashsalt": "csoftmax"}
+)
 
 
 def underflow_thresholds(dtype):
@@ -50,8 +51,12 @@ def sweep_figure():
     p = csoftmax.softmax(rows, axis=1)
     for k, label in enumerate(["$p_0$ (logit $t$)", "$p_1$ (logit 0)", "$p_2$ (logit $-1$)"]):
         left.plot(t, p[:, k], label=label)
-    left.set(title="softmax([t, 0, -1]) as t sweeps", xlabel="t", ylabel="probability",
-             ylim=(-0.02, 1.02))
+    left.set(
+        title="softmax([t, 0, -1]) as t sweeps",
+        xlabel="t",
+        ylabel="probability",
+        ylim=(-0.02, 1.02),
+    )
     left.legend(loc="center left")
 
     logits = np.array([2.0, 1.0, 0.1, -0.5, -1.2])
@@ -59,25 +64,32 @@ def sweep_figure():
     width = 0.26
     for shift, temperature in zip((-1, 0, 1), (0.5, 1.0, 2.0)):
         probabilities = csoftmax.softmax(logits, temperature=temperature)
-        right.bar(positions + shift * width, probabilities, width,
-                  label=f"temperature={temperature:g}")
-    right.set(title=f"logits {logits.tolist()} -> probabilities", xlabel="class",
-              ylabel="probability", xticks=positions)
+        right.bar(
+            positions + shift * width, probabilities, width, label=f"temperature={temperature:g}"
+        )
+    right.set(
+        title=f"logits {logits.tolist()} -> probabilities",
+        xlabel="class",
+        ylabel="probability",
+        xticks=positions,
+    )
     right.legend()
     save(figure, "softmax_sweep.png")
 
 
 def two_class_figure():
     """softmax([x, 0])[0] is the logistic sigmoid 1 / (1 + exp(-x))."""
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 4.4), sharex=True,
-                                         layout="constrained", height_ratios=(2, 1))
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(6.5, 4.4), sharex=True, layout="constrained", height_ratios=(2, 1)
+    )
     x = np.linspace(-10, 10, 801)
     first = csoftmax.softmax(np.stack([x, np.zeros_like(x)], axis=1), axis=1)[:, 0]
     sigmoid = 1 / (1 + np.exp(-x))
     top.plot(x, first, lw=3, alpha=0.5, label="softmax([x, 0])[0]  (csoftmax)")
     top.plot(x, sigmoid, "k--", lw=1, label="1 / (1 + exp(-x))")
-    top.set(title="Two classes: softmax is the logistic sigmoid of the difference",
-            ylabel="probability")
+    top.set(
+        title="Two classes: softmax is the logistic sigmoid of the difference", ylabel="probability"
+    )
     top.legend()
     with np.errstate(divide="ignore", invalid="ignore"):
         ulps = np.abs(first - sigmoid) / np.spacing(sigmoid)
@@ -97,22 +109,33 @@ def underflow_figure():
         log_p = csoftmax.log_softmax(rows, axis=1)[:, 1].astype(np.float64)
         name = np.dtype(dtype).name
         with np.errstate(divide="ignore"):
-            axis.plot(t, np.log10(p), color=COLOURS[dtype], lw=3, alpha=0.6,
-                      label="log10 softmax")
+            axis.plot(t, np.log10(p), color=COLOURS[dtype], lw=3, alpha=0.6, label="log10 softmax")
         axis.plot(t, log_p / math.log(10), "k--", lw=1, label="log_softmax / ln 10")
         lowest = -t[-1] / math.log(10) * 1.05
         zero = np.flatnonzero(p == 0)[::40]
-        axis.plot(t[zero], np.full(len(zero), lowest * 0.96), "x", color="tab:red", ms=4,
-                  label="softmax == 0")
-        axis.axvspan(-subnormal_below, -zero_below, color="0.85",
-                     label="subnormal (may flush to 0)")
+        axis.plot(
+            t[zero],
+            np.full(len(zero), lowest * 0.96),
+            "x",
+            color="tab:red",
+            ms=4,
+            label="softmax == 0",
+        )
+        axis.axvspan(
+            -subnormal_below, -zero_below, color="0.85", label="subnormal (may flush to 0)"
+        )
         axis.axvline(-zero_below, color="tab:red", ls=":", lw=1)
-        axis.set(title=f"{name}: 0 once x - max < {zero_below:.2f}",
-                 xlabel="t = max - x", ylim=(lowest, 0.5))
+        axis.set(
+            title=f"{name}: 0 once x - max < {zero_below:.2f}",
+            xlabel="t = max - x",
+            ylim=(lowest, 0.5),
+        )
     axes[0].set_ylabel("log10 of softmax([0, -t])[1]")
     axes[0].legend(loc="lower left", fontsize=7)
-    figure.suptitle("Mathematically softmax is never 0; in floating point it is, far below the "
-                    "maximum -- log_softmax keeps the value")
+    figure.suptitle(
+        "Mathematically softmax is never 0; in floating point it is, far below the "
+        "maximum -- log_softmax keeps the value"
+    )
     save(figure, "underflow.png")
 
 
@@ -123,8 +146,10 @@ def main():
     underflow_figure()
     for dtype in DTYPES:
         subnormal_below, zero_below = underflow_thresholds(dtype)
-        print(f"{np.dtype(dtype).name}: subnormal below x - max = {subnormal_below:.2f}, "
-              f"exactly 0 below {zero_below:.2f}")
+        print(
+            f"{np.dtype(dtype).name}: subnormal below x - max = {subnormal_below:.2f}, "
+            f"exactly 0 below {zero_below:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,14 @@ static unsigned long long xcr0(void)
 }
 #endif
 
-enum { EAX, EBX, ECX, EDX };
-#define XCR0_YMM 0x6ull           /* SSE and AVX state */
-#define XCR0_ZMM_OPMASK 0xE6ull   /* + opmask, ZMM0-15 upper halves, ZMM16-31 */
+enum {
+    EAX,
+    EBX,
+    ECX,
+    EDX
+};
+#define XCR0_YMM 0x6ull         /* SSE and AVX state */
+#define XCR0_ZMM_OPMASK 0xE6ull /* + opmask, ZMM0-15 upper halves, ZMM16-31 */
 
 static int os_saves(unsigned long long state)
 {

@@ -41,10 +41,10 @@ enum {
  * y may be x itself (in place); any other overlap is undefined.
  * Results are bitwise identical for every thread count.
  * Returns CSM_OK or a CSM_ERROR_* code. */
-int csm_reduce_f32(csm_operation operation, csm_precision precision, const float *x, float *y,
-                   int64_t outer, int64_t n, int64_t inner);
-int csm_reduce_f64(csm_operation operation, csm_precision precision, const double *x, double *y,
-                   int64_t outer, int64_t n, int64_t inner);
+int csm_reduce_f32(csm_operation operation, csm_precision precision, const float *x, float *y, int64_t outer, int64_t n,
+                   int64_t inner);
+int csm_reduce_f64(csm_operation operation, csm_precision precision, const double *x, double *y, int64_t outer,
+                   int64_t n, int64_t inner);
 
 /* The same with options: an element mask, a temperature and a thread cap.
  * where: NULL, or a 0/1 byte mask laid out like x; excluded elements are left
@@ -61,10 +61,10 @@ typedef struct {
 
 #define CSM_DEFAULT_OPTIONS {NULL, 1.0, 0}
 
-int csm_reduce_options_f32(csm_operation operation, csm_precision precision, const float *x, float *y,
-                           int64_t outer, int64_t n, int64_t inner, const csm_options *options);
-int csm_reduce_options_f64(csm_operation operation, csm_precision precision, const double *x, double *y,
-                           int64_t outer, int64_t n, int64_t inner, const csm_options *options);
+int csm_reduce_options_f32(csm_operation operation, csm_precision precision, const float *x, float *y, int64_t outer,
+                           int64_t n, int64_t inner, const csm_options *options);
+int csm_reduce_options_f64(csm_operation operation, csm_precision precision, const double *x, double *y, int64_t outer,
+                           int64_t n, int64_t inner, const csm_options *options);
 
 /* Gradients given the forward output s (all arrays (outer, n, inner),
  * C-contiguous; out may be grad or s itself): operation CSM_SOFTMAX gives
@@ -74,8 +74,8 @@ int csm_reduce_options_f64(csm_operation operation, csm_precision precision, con
  * 0 and stay out of the sums).  max_threads as in csm_options. */
 int csm_backward_f32(csm_operation operation, const float *grad, const float *s, const uint8_t *where, float *out,
                      int64_t outer, int64_t n, int64_t inner, int max_threads);
-int csm_backward_f64(csm_operation operation, const double *grad, const double *s, const uint8_t *where,
-                     double *out, int64_t outer, int64_t n, int64_t inner, int max_threads);
+int csm_backward_f64(csm_operation operation, const double *grad, const double *s, const uint8_t *where, double *out,
+                     int64_t outer, int64_t n, int64_t inner, int max_threads);
 
 /* Threads: the override set by csm_set_num_threads, else omp_get_max_threads()
  * of the calling thread (so OMP_NUM_THREADS and threadpoolctl apply). */
@@ -120,7 +120,10 @@ int csm_set_isa(int isa); /* CSM_OK, or CSM_ERROR_BAD_ARGUMENT if unavailable */
  * (0 finite, 1 NaN, 2 +inf present, 3 only -inf), max, inverse_hi +
  * inverse_lo == 1 / sum (softmax), log_sum == log(sum) (log_softmax,
  * logsumexp). */
-enum { CSM_PARTIAL_DOUBLES = 4, CSM_SCALE_DOUBLES = 5 };
+enum {
+    CSM_PARTIAL_DOUBLES = 4,
+    CSM_SCALE_DOUBLES = 5
+};
 
 /* partials: outer * inner partial records. */
 int csm_partials_f32(csm_precision precision, const float *x, const uint8_t *where, int64_t outer, int64_t n,
@@ -132,8 +135,8 @@ int csm_combine_partials(csm_operation operation, const double *partials, int64_
                          double temperature, double *scales);
 /* operation: CSM_SOFTMAX or CSM_LOG_SOFTMAX; y has x's shape (y may be x);
  * scales: the outer * inner scale records of csm_combine_partials. */
-int csm_normalize_f32(csm_operation operation, csm_precision precision, const float *x, const uint8_t *where,
-                      float *y, int64_t outer, int64_t n, int64_t inner, double temperature, const double *scales);
+int csm_normalize_f32(csm_operation operation, csm_precision precision, const float *x, const uint8_t *where, float *y,
+                      int64_t outer, int64_t n, int64_t inner, double temperature, const double *scales);
 int csm_normalize_f64(csm_operation operation, csm_precision precision, const double *x, const uint8_t *where,
                       double *y, int64_t outer, int64_t n, int64_t inner, double temperature, const double *scales);
 /* values[s] = logsumexp of slice s (scales of a CSM_LOGSUMEXP combine). */

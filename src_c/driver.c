@@ -22,8 +22,8 @@ typedef struct {
     const csm_kernel_table *kernels;
     int operation, precision;
     int64_t outer, n, inner;
-    int64_t blocks;                    /* long rows: blocks per row */
-    const uint8_t *where;              /* NULL or the mask, laid out like x */
+    int64_t blocks;                     /* long rows: blocks per row */
+    const uint8_t *where;               /* NULL or the mask, laid out like x */
     const csm_temperature *temperature; /* NULL for temperature 1 */
 } csm_reduction;
 

@@ -37,8 +37,7 @@ static void DRIVER_FN(fill_special)(ELEMENT *y, const uint8_t *where, int64_t n,
 }
 
 /* One row that fits in cache. */
-static void DRIVER_FN(short_row)(const csm_reduction *r, const ELEMENT *x, const uint8_t *where, ELEMENT *y,
-                                 int64_t n)
+static void DRIVER_FN(short_row)(const csm_reduction *r, const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n)
 {
     csm_partial partial;
     csm_row_scale scale;
@@ -82,8 +81,9 @@ static void DRIVER_FN(column_tiles)(const csm_reduction *r, const ELEMENT *x, EL
         const int64_t slab = item / tiles, first_column = (item % tiles) * tile;
         const int64_t columns = r->inner - first_column < tile ? r->inner - first_column : tile;
         const int64_t offset = slab * r->n * r->inner + first_column;
-        KERNEL_FN(r->kernels, columns)(x + offset, r->where ? r->where + offset : NULL, y + slab * y_slab + first_column,
-                                       r->n, r->inner, columns, r->operation, r->precision, r->temperature);
+        KERNEL_FN(r->kernels, columns)(x + offset, r->where ? r->where + offset : NULL,
+                                       y + slab * y_slab + first_column, r->n, r->inner, columns, r->operation,
+                                       r->precision, r->temperature);
     }
 }
 
@@ -106,8 +106,8 @@ static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, 
             source = y + offset;
             where = NULL;
         }
-        KERNEL_FN(r->kernels, partial)(source, where, store ? y + offset : NULL, length, r->precision,
-                                       r->temperature, &partials[item]);
+        KERNEL_FN(r->kernels, partial)(source, where, store ? y + offset : NULL, length, r->precision, r->temperature,
+                                       &partials[item]);
     }
 }
 
@@ -132,8 +132,8 @@ static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, E
             }
         } else {
             const ELEMENT *source = where ? y + offset : x + offset; /* masked: y holds x, excluded -inf */
-            KERNEL_FN(r->kernels, finish)(source, NULL, y + offset, length, r->operation, r->precision,
-                                          r->temperature, &scales[row]);
+            KERNEL_FN(r->kernels, finish)(source, NULL, y + offset, length, r->operation, r->precision, r->temperature,
+                                          &scales[row]);
         }
     }
 }
@@ -181,8 +181,8 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
 int DRIVER_FN(csm_reduce_options)(csm_operation operation, csm_precision precision, const ELEMENT *x, ELEMENT *y,
                                   int64_t outer, int64_t n, int64_t inner, const csm_options *options)
 {
-    if (outer < 0 || n < 0 || inner < 0 || (operation != CSM_SOFTMAX && operation != CSM_LOG_SOFTMAX &&
-                                           operation != CSM_LOGSUMEXP) ||
+    if (outer < 0 || n < 0 || inner < 0 ||
+        (operation != CSM_SOFTMAX && operation != CSM_LOG_SOFTMAX && operation != CSM_LOGSUMEXP) ||
         (precision != CSM_EXACT && precision != CSM_FAST) || !options || !(options->temperature > 0.0) ||
         options->temperature == INFINITY || (operation == CSM_LOGSUMEXP && options->temperature != 1.0))
         return CSM_ERROR_BAD_ARGUMENT;
@@ -195,7 +195,14 @@ int DRIVER_FN(csm_reduce_options)(csm_operation operation, csm_precision precisi
     }
     const int max_threads = options->max_threads;
     csm_temperature temperature;
-    csm_reduction r = {csm_current_kernels(), operation, precision, outer, n, inner, 0, options->where,
+    csm_reduction r = {csm_current_kernels(),
+                       operation,
+                       precision,
+                       outer,
+                       n,
+                       inner,
+                       0,
+                       options->where,
                        csm_temperature_init(&temperature, options->temperature)};
     const int64_t work = outer * n * inner;
     if (inner > 1) {
@@ -225,8 +232,8 @@ int DRIVER_FN(csm_reduce_options)(csm_operation operation, csm_precision precisi
     return DRIVER_FN(long_rows)(&r, x, y, csm_threads_for(work, outer * r.blocks, max_threads));
 }
 
-int DRIVER_FN(csm_reduce)(csm_operation operation, csm_precision precision, const ELEMENT *x, ELEMENT *y,
-                          int64_t outer, int64_t n, int64_t inner)
+int DRIVER_FN(csm_reduce)(csm_operation operation, csm_precision precision, const ELEMENT *x, ELEMENT *y, int64_t outer,
+                          int64_t n, int64_t inner)
 {
     const csm_options options = CSM_DEFAULT_OPTIONS;
     return DRIVER_FN(csm_reduce_options)(operation, precision, x, y, outer, n, inner, &options);

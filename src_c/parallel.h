@@ -54,24 +54,24 @@ static inline int csm_work_take(csm_work *work, int64_t *begin, int64_t *end)
 /* Runs the body on a team of thread_count threads, or directly on the
  * calling thread (no OpenMP call at all) when thread_count is 1. */
 #ifdef _OPENMP
-#define CSM_PARALLEL(thread_count, ...)                                                                            \
-    do {                                                                                                           \
-        const int csm_team_size = (thread_count);                                                                  \
-        if (csm_team_size > 1) {                                                                                   \
-            csm_openmp_used = 1;                                                                                   \
-            _Pragma("omp parallel num_threads(csm_team_size)") __VA_ARGS__                                         \
-        } else {                                                                                                   \
-            __VA_ARGS__                                                                                            \
-        }                                                                                                          \
+#define CSM_PARALLEL(thread_count, ...)                                                                                \
+    do {                                                                                                               \
+        const int csm_team_size = (thread_count);                                                                      \
+        if (csm_team_size > 1) {                                                                                       \
+            csm_openmp_used = 1;                                                                                       \
+            _Pragma("omp parallel num_threads(csm_team_size)") __VA_ARGS__                                             \
+        } else {                                                                                                       \
+            __VA_ARGS__                                                                                                \
+        }                                                                                                              \
     } while (0)
-#define CSM_BARRIER                                                                                                \
-    if (csm_team_size > 1) {                                                                                       \
-        _Pragma("omp barrier")                                                                                     \
+#define CSM_BARRIER                                                                                                    \
+    if (csm_team_size > 1) {                                                                                           \
+        _Pragma("omp barrier")                                                                                         \
     }
 #else
-#define CSM_PARALLEL(thread_count, ...)                                                                            \
-    do {                                                                                                           \
-        __VA_ARGS__                                                                                                \
+#define CSM_PARALLEL(thread_count, ...)                                                                                \
+    do {                                                                                                               \
+        __VA_ARGS__                                                                                                    \
     } while (0)
 #define CSM_BARRIER
 #endif

@@ -1,5 +1,6 @@
 """Run Python snippets in a fresh interpreter, with a hard timeout that kills
 the whole process group (so a hung fork()ed grandchild cannot hang CI)."""
+
 from __future__ import annotations
 
 import json
@@ -31,11 +32,18 @@ def package_parent():
 
 
 def clean_env(**overrides):
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("CSOFTMAX_") or k in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT",
-                                                      "PYTHONWARNINGS"))}
-    env["PYTHONPATH"] = os.pathsep.join([package_parent(), HERE] + (
-        [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (
+            k.startswith("CSOFTMAX_")
+            or k in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "PYTHONWARNINGS")
+        )
+    }
+    env["PYTHONPATH"] = os.pathsep.join(
+        [package_parent(), HERE]
+        + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    )
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     for k, v in overrides.items():
         if v is None:
@@ -62,8 +70,10 @@ class Result:
         raise AssertionError(f"no JSON in the child's output:\n{self.stdout}\n{self.stderr}")
 
     def __repr__(self):
-        return (f"<rc={self.returncode} timed_out={self.timed_out}\nstdout:\n{self.stdout[-3000:]}\n"
-                f"stderr:\n{self.stderr[-3000:]}>")
+        return (
+            f"<rc={self.returncode} timed_out={self.timed_out}\nstdout:\n{self.stdout[-3000:]}\n"
+            f"stderr:\n{self.stderr[-3000:]}>"
+        )
 
 
 def run_python(code=None, args=(), timeout=120, cwd=None, **env):
@@ -71,8 +81,15 @@ def run_python(code=None, args=(), timeout=120, cwd=None, **env):
     if code is not None:
         cmd += ["-c", textwrap.dedent(code)]
     cmd += list(args)
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=clean_env(**env), cwd=cwd or HERE, start_new_session=True)
+    p = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(**env),
+        cwd=cwd or HERE,
+        start_new_session=True,
+    )
     try:
         out, err = p.communicate(timeout=timeout)
         return Result(p.returncode, out, err, False)

@@ -13,6 +13,7 @@ Every test is run with RuntimeWarning turned into an error (the contract
 says no RuntimeWarning is ever emitted); the oracles (scipy) are called
 with warnings silenced.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,15 +42,21 @@ try:
         database=None,
         max_examples=100,
         print_blob=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                               HealthCheck.data_too_large],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.data_too_large,
+        ],
     )
     settings.register_profile(
         "dev",
         deadline=None,
         max_examples=300,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                               HealthCheck.data_too_large],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.data_too_large,
+        ],
     )
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 except ImportError:  # pragma: no cover
@@ -192,7 +199,9 @@ def scipy_call(op, *args, **kw):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (still in the default run)")
+    config.addinivalue_line(
+        "markers", "slow: takes more than a few seconds (still in the default run)"
+    )
     config.addinivalue_line("markers", "subprocess: spawns a Python subprocess")
 
 
@@ -207,6 +216,8 @@ def pytest_report_header(config):
         lines.append(f"csoftmax: {CSOFTMAX_ERR}")
     else:
         lines.append(f"csoftmax from {getattr(csoftmax, '__file__', '?')}")
-    lines.append(f"csoftmax._native: {'ISAs ' + ', '.join(AVAILABLE_ISAS) if native else NATIVE_ERR}")
+    lines.append(
+        f"csoftmax._native: {'ISAs ' + ', '.join(AVAILABLE_ISAS) if native else NATIVE_ERR}"
+    )
     lines.append(f"csoftmax._fallback: {'ok' if fallback_mod else FALLBACK_ERR}")
     return lines

@@ -22,6 +22,7 @@ reference below the smallest normal of the result dtype may be returned as
 anything in [0, tiny] with the reference's sign ("results below the normal
 range may flush to 0", DESIGN.md section 1).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,7 @@ LD = np.longdouble
 HAVE_EXTENDED_LD = np.finfo(LD).nmant >= 63
 
 OPS = ("softmax", "log_softmax", "logsumexp")
-U64 = 2.0 ** -53  # unit roundoff of float64, the accumulation type of the sums
+U64 = 2.0**-53  # unit roundoff of float64, the accumulation type of the sums
 
 
 # ---------------------------------------------------------------------------
@@ -88,40 +89,52 @@ class Tol:
     reason: str
 
 
-_F16_EXACT = ("computed in float32 (<= 4 float32 ULP = 2**-11 float16 ULP) then rounded "
-              "once to float16 (<= 0.5 ULP): 1 float16 ULP")
-_LD_WHY = ("no contract bar for longdouble (NumPy path); we require it to be at least "
-           "as good as float64's bar: 4 float64 ULP = 4 * 2**11 longdouble ULP")
+_F16_EXACT = (
+    "computed in float32 (<= 4 float32 ULP = 2**-11 float16 ULP) then rounded "
+    "once to float16 (<= 0.5 ULP): 1 float16 ULP"
+)
+_LD_WHY = (
+    "no contract bar for longdouble (NumPy path); we require it to be at least "
+    "as good as float64's bar: 4 float64 ULP = 4 * 2**11 longdouble ULP"
+)
 
 TOLERANCES: dict[tuple[str, str, str], Tol] = {
     # --- exact: the contract's bar (DESIGN.md section 1, "Accuracy") --------
     ("softmax", "float64", "exact"): Tol(4, 0, np.float64, "contract: <= 4 ULP for any spread"),
     ("softmax", "float32", "exact"): Tol(4, 0, np.float32, "contract: <= 4 ULP for any spread"),
     ("log_softmax", "float64", "exact"): Tol(
-        4, 0, np.float64, "contract: <= 4 ULP, including outputs near 0 (log1p)"),
+        4, 0, np.float64, "contract: <= 4 ULP, including outputs near 0 (log1p)"
+    ),
     ("log_softmax", "float32", "exact"): Tol(
-        4, 0, np.float32, "contract: <= 4 ULP, including outputs near 0 (log1p)"),
+        4, 0, np.float32, "contract: <= 4 ULP, including outputs near 0 (log1p)"
+    ),
     ("softmax", "float16", "exact"): Tol(1, 0, np.float32, _F16_EXACT),
     ("log_softmax", "float16", "exact"): Tol(1, 0, np.float32, _F16_EXACT),
-    ("softmax", "longdouble", "exact"): Tol(4 * 2 ** 11, 0, LD, _LD_WHY),
-    ("log_softmax", "longdouble", "exact"): Tol(4 * 2 ** 11, 0, LD, _LD_WHY),
+    ("softmax", "longdouble", "exact"): Tol(4 * 2**11, 0, LD, _LD_WHY),
+    ("log_softmax", "longdouble", "exact"): Tol(4 * 2**11, 0, LD, _LD_WHY),
     # --- fast: classical algorithm, x - max rounded once (see derivation) ---
     ("softmax", "float64", "fast"): Tol(4, 2, np.float64, "exact bar + classical spread term"),
     ("softmax", "float32", "fast"): Tol(4, 2, np.float32, "exact bar + classical spread term"),
     ("log_softmax", "float64", "fast"): Tol(4, 2, np.float64, "exact bar + classical spread term"),
     ("log_softmax", "float32", "fast"): Tol(4, 2, np.float32, "exact bar + classical spread term"),
     ("softmax", "float16", "fast"): Tol(1, 2, np.float32, "float32 fast result rounded to float16"),
-    ("log_softmax", "float16", "fast"): Tol(1, 2, np.float32, "float32 fast result rounded to float16"),
-    ("softmax", "longdouble", "fast"): Tol(4 * 2 ** 11, 2, LD, _LD_WHY),
-    ("log_softmax", "longdouble", "fast"): Tol(4 * 2 ** 11, 2, LD, _LD_WHY),
+    ("log_softmax", "float16", "fast"): Tol(
+        1, 2, np.float32, "float32 fast result rounded to float16"
+    ),
+    ("softmax", "longdouble", "fast"): Tol(4 * 2**11, 2, LD, _LD_WHY),
+    ("log_softmax", "longdouble", "fast"): Tol(4 * 2**11, 2, LD, _LD_WHY),
     # --- logsumexp: no contract bar beyond "follows scipy"; scipy's own
     # algorithm m + log(s) is accurate except for the cancellation when
     # m ~ -log(s), where the rounding of log(s) (a few ULP of log s) shows.
     # k_ulp covers exp/log/sum; c_spread here multiplies u * |log s|.
-    ("logsumexp", "float64", "exact"): Tol(4, 4, np.float64, "4 ULP + 4 ULP of log(s) (cancellation in m + log s)"),
-    ("logsumexp", "float32", "exact"): Tol(4, 4, np.float32, "4 ULP + 4 ULP of log(s) (cancellation in m + log s)"),
+    ("logsumexp", "float64", "exact"): Tol(
+        4, 4, np.float64, "4 ULP + 4 ULP of log(s) (cancellation in m + log s)"
+    ),
+    ("logsumexp", "float32", "exact"): Tol(
+        4, 4, np.float32, "4 ULP + 4 ULP of log(s) (cancellation in m + log s)"
+    ),
     ("logsumexp", "float16", "exact"): Tol(1, 4, np.float32, "float32 result rounded to float16"),
-    ("logsumexp", "longdouble", "exact"): Tol(4 * 2 ** 11, 4, LD, _LD_WHY),
+    ("logsumexp", "longdouble", "exact"): Tol(4 * 2**11, 4, LD, _LD_WHY),
 }
 
 
@@ -175,7 +188,11 @@ def _rows(x, axis):
     xt = np.transpose(x, perm)
     kept_shape = tuple(x.shape[a] for a in keep)
     n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64)) if axes else 1
-    rows = xt.reshape(-1, n) if xt.size else np.zeros((int(np.prod(kept_shape, dtype=np.int64)), n), x.dtype)
+    rows = (
+        xt.reshape(-1, n)
+        if xt.size
+        else np.zeros((int(np.prod(kept_shape, dtype=np.int64)), n), x.dtype)
+    )
     return rows, perm, kept_shape, axes
 
 
@@ -265,7 +282,9 @@ def ld_reference(x, op: str, axis=-1, keepdims=False) -> Ref:
     shape = x.shape
 
     def back(a):
-        return np.array(_unrows(np.asarray(a), shape, perm, kept_shape, axes, op, keepdims), order="C")
+        return np.array(
+            _unrows(np.asarray(a), shape, perm, kept_shape, axes, op, keepdims), order="C"
+        )
 
     return Ref(back(hi), back(lo), back(dist), back(wd), back(logs_b), float(n))
 
@@ -422,14 +441,18 @@ def check_ulp(got, ref: Ref, op: str, precision: str = "exact", k_ulp=None, dtyp
     nan_got = np.isnan(g)
     if np.any(nan_ref != nan_got):
         idx = np.argwhere(nan_ref != nan_got)[:5]
-        problems.append(f"NaN pattern differs at {idx.tolist()}: got {[g[tuple(i)] for i in idx]}, "
-                        f"ref {[h[tuple(i)] for i in idx]}")
+        problems.append(
+            f"NaN pattern differs at {idx.tolist()}: got {[g[tuple(i)] for i in idx]}, "
+            f"ref {[h[tuple(i)] for i in idx]}"
+        )
     inf_ref = np.isinf(h)
     bad_inf = inf_ref & ~(g == h.astype(W))
     if np.any(bad_inf):
         idx = np.argwhere(bad_inf)[:5]
-        problems.append(f"infinities differ at {idx.tolist()}: got {[g[tuple(i)] for i in idx]}, "
-                        f"ref {[h[tuple(i)] for i in idx]}")
+        problems.append(
+            f"infinities differ at {idx.tolist()}: got {[g[tuple(i)] for i in idx]}, "
+            f"ref {[h[tuple(i)] for i in idx]}"
+        )
     # a finite reference beyond the result dtype's range rounds to +-inf:
     # accept +-inf or the largest finite value of the right sign
     with np.errstate(over="ignore", invalid="ignore"):
@@ -440,14 +463,18 @@ def check_ulp(got, ref: Ref, op: str, precision: str = "exact", k_ulp=None, dtyp
         ok = (g == h_dt.astype(W)) | (g == np.sign(h).astype(W) * big)
         if not np.all(ok[beyond]):
             idx = np.argwhere(beyond & ~ok)[:5]
-            problems.append(f"reference beyond the range of {dt.name} at {idx.tolist()}: "
-                            f"got {[g[tuple(i)] for i in idx]}, ref {[h[tuple(i)] for i in idx]}")
+            problems.append(
+                f"reference beyond the range of {dt.name} at {idx.tolist()}: "
+                f"got {[g[tuple(i)] for i in idx]}, ref {[h[tuple(i)] for i in idx]}"
+            )
     fin = np.isfinite(h) & ~beyond
     got_nonfinite = fin & ~np.isfinite(g)
     if np.any(got_nonfinite):
         idx = np.argwhere(got_nonfinite)[:5]
-        problems.append(f"non-finite results where the reference is finite at {idx.tolist()}: "
-                        f"got {[g[tuple(i)] for i in idx]}, ref {[h[tuple(i)] for i in idx]}")
+        problems.append(
+            f"non-finite results where the reference is finite at {idx.tolist()}: "
+            f"got {[g[tuple(i)] for i in idx]}, ref {[h[tuple(i)] for i in idx]}"
+        )
     # 2. below the normal range: anything in [0, tiny] with the right sign
     tiny = np.finfo(dt).tiny
     sub = fin & (np.abs(h) < tiny)
@@ -456,8 +483,10 @@ def check_ulp(got, ref: Ref, op: str, precision: str = "exact", k_ulp=None, dtyp
     bad_sub = sub & ~sub_ok
     if np.any(bad_sub):
         idx = np.argwhere(bad_sub)[:5]
-        problems.append(f"reference below the normal range, result outside [0, tiny] at {idx.tolist()}: "
-                        f"got {[g[tuple(i)] for i in idx]}, ref {[h[tuple(i)] for i in idx]}")
+        problems.append(
+            f"reference below the normal range, result outside [0, tiny] at {idx.tolist()}: "
+            f"got {[g[tuple(i)] for i in idx]}, ref {[h[tuple(i)] for i in idx]}"
+        )
     # 3. normal range: k ULP (+ the precision="fast" spread term)
     norm = fin & ~sub & np.isfinite(g)
     if np.any(norm):
@@ -470,7 +499,10 @@ def check_ulp(got, ref: Ref, op: str, precision: str = "exact", k_ulp=None, dtyp
             elif op == "softmax":
                 extra = (tol.c_spread * u * (ref.dist + ref.wdist) + ref.nrow * U64) * np.abs(h)
             elif op == "log_softmax":
-                extra = tol.c_spread * u * (ref.dist + ref.wdist + 1 + np.abs(ref.logs)) + ref.nrow * U64
+                extra = (
+                    tol.c_spread * u * (ref.dist + ref.wdist + 1 + np.abs(ref.logs))
+                    + ref.nrow * U64
+                )
             else:  # logsumexp: cancellation in m + log(s)
                 extra = tol.c_spread * u * np.abs(ref.logs)
             allowed = k * sp + extra
@@ -482,7 +514,8 @@ def check_ulp(got, ref: Ref, op: str, precision: str = "exact", k_ulp=None, dtyp
                 f"{int(over.sum())} of {int(norm.sum())} elements over tolerance "
                 f"({op}, {dt.name}, {precision}: {k} ULP + spread term); worst at {worst}: "
                 f"got {g[worst]!r}, ref {h[worst]!r}{ref.lo[worst]:+.3e}, "
-                f"error {ulps[worst]:.1f} ULP, allowed {allowed[worst] / sp[worst]:.1f} ULP")
+                f"error {ulps[worst]:.1f} ULP, allowed {allowed[worst] / sp[worst]:.1f} ULP"
+            )
     return problems
 
 
@@ -518,26 +551,47 @@ def max_ulp(got, ref: Ref):
 # log_softmax_backward g - p G, p = exp(s), G = sum_j g_j:
 # cond = |g_i| + p_i sum_j |g_j| (the exp of s and the sum, same terms).
 
-TOLERANCES.update({
-    ("softmax_backward", "float64", "exact"): Tol(
-        4, 2, np.float64, "2 roundings of s * (g - d) + exp/sum; cancellation in g - d: 2u * cond"),
-    ("softmax_backward", "float32", "exact"): Tol(
-        2, 2, np.float32, "computed in float64 or float32 with a float64 sum: 2 ULP + 2u32 * cond"),
-    ("softmax_backward", "float16", "exact"): Tol(
-        1, 2, np.float16, "computed in float32, rounded once to float16"),
-    ("log_softmax_backward", "float64", "exact"): Tol(
-        4, 2, np.float64, "exp(s) within 1 ULP, the product and the difference; 2u * cond"),
-    ("log_softmax_backward", "float32", "exact"): Tol(
-        2, 2, np.float32, "computed in float64 or float32 with a float64 sum: 2 ULP + 2u32 * cond"),
-    ("log_softmax_backward", "float16", "exact"): Tol(
-        1, 2, np.float16, "computed in float32, rounded once to float16"),
-    # J = diag(y) - y y^T from the library's own y (each y within 4 ULP): an
-    # off-diagonal -y_i y_j is within 4 + 4 ULP + its rounding; the diagonal
-    # y_i * sum_{j != i} y_j likewise (a sum of positive terms keeps the
-    # relative error of its terms) plus n * u64 for that sum (c_spread * n * u64).
-    ("softmax_jacobian", "float64", "exact"): Tol(9, 1, np.float64, "two 4-ULP outputs multiplied"),
-    ("softmax_jacobian", "float32", "exact"): Tol(9, 1, np.float32, "two 4-ULP outputs multiplied"),
-})
+TOLERANCES.update(
+    {
+        ("softmax_backward", "float64", "exact"): Tol(
+            4,
+            2,
+            np.float64,
+            "2 roundings of s * (g - d) + exp/sum; cancellation in g - d: 2u * cond",
+        ),
+        ("softmax_backward", "float32", "exact"): Tol(
+            2,
+            2,
+            np.float32,
+            "computed in float64 or float32 with a float64 sum: 2 ULP + 2u32 * cond",
+        ),
+        ("softmax_backward", "float16", "exact"): Tol(
+            1, 2, np.float16, "computed in float32, rounded once to float16"
+        ),
+        ("log_softmax_backward", "float64", "exact"): Tol(
+            4, 2, np.float64, "exp(s) within 1 ULP, the product and the difference; 2u * cond"
+        ),
+        ("log_softmax_backward", "float32", "exact"): Tol(
+            2,
+            2,
+            np.float32,
+            "computed in float64 or float32 with a float64 sum: 2 ULP + 2u32 * cond",
+        ),
+        ("log_softmax_backward", "float16", "exact"): Tol(
+            1, 2, np.float16, "computed in float32, rounded once to float16"
+        ),
+        # J = diag(y) - y y^T from the library's own y (each y within 4 ULP): an
+        # off-diagonal -y_i y_j is within 4 + 4 ULP + its rounding; the diagonal
+        # y_i * sum_{j != i} y_j likewise (a sum of positive terms keeps the
+        # relative error of its terms) plus n * u64 for that sum (c_spread * n * u64).
+        ("softmax_jacobian", "float64", "exact"): Tol(
+            9, 1, np.float64, "two 4-ULP outputs multiplied"
+        ),
+        ("softmax_jacobian", "float32", "exact"): Tol(
+            9, 1, np.float32, "two 4-ULP outputs multiplied"
+        ),
+    }
+)
 
 
 def masked_reference(x, where, op, axis=-1, keepdims=False, temperature=1) -> Ref:
@@ -627,10 +681,12 @@ def assert_close_to(got, hi, lo, cond, op, n, dtype=None, msg=""):
     over = finite & ~(err <= allowed)
     if over.any():
         worst = np.unravel_index(np.argmax(np.where(over, err / allowed, -1)), err.shape)
-        problems.append(f"{int(over.sum())} of {int(finite.sum())} over tolerance ({op}, {dt.name}); "
-                        f"worst at {worst}: got {got[worst]!r}, ref {hi[worst]!r}, "
-                        f"{err[worst] / spacing[worst]:.1f} ULP, allowed "
-                        f"{allowed[worst] / spacing[worst]:.1f}")
+        problems.append(
+            f"{int(over.sum())} of {int(finite.sum())} over tolerance ({op}, {dt.name}); "
+            f"worst at {worst}: got {got[worst]!r}, ref {hi[worst]!r}, "
+            f"{err[worst] / spacing[worst]:.1f} ULP, allowed "
+            f"{allowed[worst] / spacing[worst]:.1f}"
+        )
     if problems:
         raise AssertionError((msg + ": " if msg else "") + "; ".join(problems))
 

@@ -6,6 +6,7 @@ the classical algorithm's spread-proportional bound (reference.TOLERANCES).
 Sizes straddle every vector width (1..70), unroll (127..129, 255..257) and
 the long-row block sizes (powers of two from 1K to 64K elements, and a
 single row of ~300_000 elements spanning several blocks)."""
+
 from __future__ import annotations
 
 import functools
@@ -151,8 +152,18 @@ def _hard(kind, dtype, n):
     return make
 
 
-HARD = ["logits90-100", "spread1000", "spread100", "finegrid", "near-ties", "exact-ties",
-        "dominant", "dominant-extreme", "large-offset", "tiny-values"]
+HARD = [
+    "logits90-100",
+    "spread1000",
+    "spread100",
+    "finegrid",
+    "near-ties",
+    "exact-ties",
+    "dominant",
+    "dominant-extreme",
+    "large-offset",
+    "tiny-values",
+]
 
 
 @pytest.mark.parametrize("kind", HARD)
@@ -167,7 +178,12 @@ def test_hard_rows(impl, precision, op, dtype, kind):
     # several rows at once (the multi-row path), with different maxima per row
     for n in [3, 33, 1000]:
         key = ("hardR", kind, np.dtype(dtype).name, n)
-        x = data(key, lambda r, n=n: np.stack([_hard(kind, dtype, n)(np.random.default_rng(i)) for i in range(7)]))
+        x = data(
+            key,
+            lambda r, n=n: np.stack(
+                [_hard(kind, dtype, n)(np.random.default_rng(i)) for i in range(7)]
+            ),
+        )
         results.append((f"shape={x.shape}", run(impl, op, precision, key, x, axis=1)))
     check_all(results)
 
@@ -199,7 +215,9 @@ def test_log_softmax_near_zero(impl, precision, case):
             row = np.insert(row, min(pos, row.size), dtype(base[0]))
             key = ("near0", case, n_extra, pos)
             x = data(key, lambda r, row=row: row)
-            results.append((f"n={x.size} max at {pos}", run(impl, "log_softmax", precision, key, x)))
+            results.append(
+                (f"n={x.size} max at {pos}", run(impl, "log_softmax", precision, key, x))
+            )
     check_all(results)
 
 
@@ -212,15 +230,25 @@ def test_log_softmax_near_zero_columns(impl, precision, case):
         row = np.array(base + [base[1] - 0.5] * n_extra, dtype=dtype)
         for inner in [1, 2, 3, 7, 8, 9, 16, 17, 33]:
             key = ("near0col", case, n_extra, inner)
-            x = data(key, lambda r, row=row, inner=inner: np.stack([np.roll(row, k) for k in range(inner)], axis=1))
-            results.append((f"shape={x.shape}", run(impl, "log_softmax", precision, key, x, axis=0)))
+            x = data(
+                key,
+                lambda r, row=row, inner=inner: np.stack(
+                    [np.roll(row, k) for k in range(inner)], axis=1
+                ),
+            )
+            results.append(
+                (f"shape={x.shape}", run(impl, "log_softmax", precision, key, x, axis=0))
+            )
     check_all(results)
 
 
 def test_logsumexp_of_subnormal_terms(impl):
     """logsumexp([0, -708.5, -708.5]) = log1p(2 e^-708.5) ~ 4e-308: a normal
     number made of two terms below the normal range."""
-    for dtype, row in [(np.float64, [0.0, -708.5, -708.5]), (np.float32, [0.0, -87.5, -87.5, -87.5, -87.5])]:
+    for dtype, row in [
+        (np.float64, [0.0, -708.5, -708.5]),
+        (np.float32, [0.0, -87.5, -87.5, -87.5, -87.5]),
+    ]:
         x = np.array(row, dtype)
         got = impl.logsumexp(x)
         problems = check_ulp(np.asarray(got), mp_reference(x, "logsumexp"), "logsumexp")
@@ -264,8 +292,12 @@ def test_columns_hard(impl, precision, op, dtype, kind):
     results = []
     for n, inner in [(3, 5), (17, 8), (33, 17), (200, 33), (1025, 4)]:
         key = ("colhard", kind, np.dtype(dtype).name, n, inner)
-        x = data(key, lambda r, n=n, inner=inner: np.stack([_hard(kind, dtype, n)(np.random.default_rng(i))
-                                                            for i in range(inner)], axis=1))
+        x = data(
+            key,
+            lambda r, n=n, inner=inner: np.stack(
+                [_hard(kind, dtype, n)(np.random.default_rng(i)) for i in range(inner)], axis=1
+            ),
+        )
         results.append((f"shape={x.shape}", run(impl, op, precision, key, x, axis=0)))
     check_all(results)
 
@@ -313,8 +345,18 @@ def _blocky(kind, dtype, n=300_007):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["max-first", "max-last", "increasing", "decreasing",
-                                  "neg-inf-first-block", "neg-inf-middle-block", "underflowing-blocks"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "max-first",
+        "max-last",
+        "increasing",
+        "decreasing",
+        "neg-inf-first-block",
+        "neg-inf-middle-block",
+        "underflowing-blocks",
+    ],
+)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("op", OPS)
 def test_long_row_blocks(impl, precision, op, dtype, kind):
@@ -348,7 +390,9 @@ def test_float16_is_computed_in_float32(impl, precision, op):
         x = (r.standard_normal(n) * 4).astype(np.float16)
         got = impl.call(op, x, precision=precision)
         assert got.dtype == np.float16
-        problems = check_ulp(got, ld_reference(x, op) if HAVE_EXTENDED_LD else mp_reference(x, op), op, precision)
+        problems = check_ulp(
+            got, ld_reference(x, op) if HAVE_EXTENDED_LD else mp_reference(x, op), op, precision
+        )
         assert not problems, (n, problems)
 
 
@@ -380,13 +424,22 @@ def test_logsumexp_accuracy(impl, dtype):
             x = data(key, make)
             got = impl.logsumexp(x)
             assert np.ndim(got) == 0 and np.asarray(got).dtype == dtype
-            results.append((f"{kind} n={n}", check_ulp(np.asarray(got), _ref_cached(key, "logsumexp", -1),
-                                                        "logsumexp")))
+            results.append(
+                (
+                    f"{kind} n={n}",
+                    check_ulp(np.asarray(got), _ref_cached(key, "logsumexp", -1), "logsumexp"),
+                )
+            )
         key = ("lse2", kind, np.dtype(dtype).name)
         x = data(key, lambda r: (r.standard_normal((37, 50)) * 10).astype(dtype))
         for axis in [0, 1]:
             got = impl.logsumexp(x, axis=axis)
-            results.append((f"2d axis={axis}", check_ulp(got, _ref_cached(key, "logsumexp", axis), "logsumexp")))
+            results.append(
+                (
+                    f"2d axis={axis}",
+                    check_ulp(got, _ref_cached(key, "logsumexp", axis), "logsumexp"),
+                )
+            )
     check_all(results)
 
 
@@ -395,11 +448,32 @@ def test_logsumexp_accuracy(impl, dtype):
 _M64 = np.finfo(np.float64).max
 _M32 = float(np.finfo(np.float32).max)
 EXTREME = {
-    "f64": (np.float64, [[_M64, -_M64], [_M64, _M64], [-_M64, -_M64], [_M64, 0.0], [-_M64, 0.0],
-                         [5e-324, -5e-324, 0.0], [_M64, _M64 / 2, -_M64 / 2], [1e308, -1e308, 0.0],
-                         [-1e308, -1e308 + 1e292, -1e308 - 1e292], [2.2e-308, 1e-310, -2.2e-308]]),
-    "f32": (np.float32, [[_M32, -_M32], [_M32, _M32], [-_M32, 0.0], [1e-45, 0.0, -1e-45],
-                         [3e38, -3e38, 1.0], [-3e38, -3e38, -2.9e38]]),
+    "f64": (
+        np.float64,
+        [
+            [_M64, -_M64],
+            [_M64, _M64],
+            [-_M64, -_M64],
+            [_M64, 0.0],
+            [-_M64, 0.0],
+            [5e-324, -5e-324, 0.0],
+            [_M64, _M64 / 2, -_M64 / 2],
+            [1e308, -1e308, 0.0],
+            [-1e308, -1e308 + 1e292, -1e308 - 1e292],
+            [2.2e-308, 1e-310, -2.2e-308],
+        ],
+    ),
+    "f32": (
+        np.float32,
+        [
+            [_M32, -_M32],
+            [_M32, _M32],
+            [-_M32, 0.0],
+            [1e-45, 0.0, -1e-45],
+            [3e38, -3e38, 1.0],
+            [-3e38, -3e38, -2.9e38],
+        ],
+    ),
 }
 
 
@@ -428,8 +502,16 @@ def test_extreme_magnitudes(impl, precision, op, case):
 
 # ------------------------------------------- big batches (threaded paths)
 
-BATCHES = [((3000, 37), 1), ((37, 3000), 0), ((20_000, 3), 1), ((100_000, 1), 1), ((1, 100_000), 0),
-           ((3, 70_001), 1), ((2, 3000, 40), 1), ((64, 64, 64), 2)]
+BATCHES = [
+    ((3000, 37), 1),
+    ((37, 3000), 0),
+    ((20_000, 3), 1),
+    ((100_000, 1), 1),
+    ((1, 100_000), 0),
+    ((3, 70_001), 1),
+    ((2, 3000, 40), 1),
+    ((64, 64, 64), 2),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])

@@ -8,6 +8,7 @@
   softmax(x / T) with respect to x is backward / T).
 * Layouts, out= (in place on grad or y), dtypes, shape errors.
 """
+
 from __future__ import annotations
 
 import mpmath
@@ -66,8 +67,9 @@ def test_where(impl, op, dtype):
     # included entries alone gives
     keep = where[0]
     alone = impl.fn(op)(grad[0, keep], impl.fn(BACKWARD[op])(x[0, keep]))
-    np.testing.assert_allclose(got[0, keep], alone, rtol=0,
-                               atol=8 * np.finfo(dtype).eps * np.abs(grad).max())
+    np.testing.assert_allclose(
+        got[0, keep], alone, rtol=0, atol=8 * np.finfo(dtype).eps * np.abs(grad).max()
+    )
 
 
 def _mp_vjp(x_row, g_row, op, temperature):
@@ -86,8 +88,10 @@ def _mp_vjp(x_row, g_row, op, temperature):
 
     result = []
     for j in range(len(xs)):
+
         def along(t, j=j):
             return forward([v + t if k == j else v for k, v in enumerate(xs)])
+
         result.append(float(mpmath.diff(along, 0)))
     return np.array(result)
 
@@ -113,8 +117,9 @@ def test_torch_autograd(impl, op, dtype, temperature):
     rng = np.random.default_rng(4)
     where = rng.random((6, 10)) < 0.7
     where[:, 0] = True  # torch gives NaN for a fully masked row; we give 0 (tested above)
-    x, grad, y = _case(impl, op, dtype, (6, 10), axis=1, seed=4, where=where,
-                       temperature=temperature)
+    x, grad, y = _case(
+        impl, op, dtype, (6, 10), axis=1, seed=4, where=where, temperature=temperature
+    )
     tx = torch.tensor(x, requires_grad=True)
     masked = tx.masked_fill(torch.tensor(~where), -torch.inf) / temperature
     forward = torch.softmax if op == "softmax_backward" else torch.log_softmax
@@ -148,11 +153,16 @@ def test_out_in_place_and_layouts(impl, op):
     impl.fn(op)(shifted_grad, y, axis=1, out=out)
     np.testing.assert_array_equal(out, expected)
     before = (grad.copy(), y.copy())
-    for g, s in ((np.asfortranarray(grad), y), (grad, np.asfortranarray(y)),
-                 (grad[::-1], y[::-1]), (grad.astype(">f8"), y)):
+    for g, s in (
+        (np.asfortranarray(grad), y),
+        (grad, np.asfortranarray(y)),
+        (grad[::-1], y[::-1]),
+        (grad.astype(">f8"), y),
+    ):
         got = impl.fn(op)(g, s, axis=1)
-        np.testing.assert_allclose(got, impl.fn(op)(np.array(g), np.array(s), axis=1),
-                                   rtol=1e-15, atol=1e-17)
+        np.testing.assert_allclose(
+            got, impl.fn(op)(np.array(g), np.array(s), axis=1), rtol=1e-15, atol=1e-17
+        )
     np.testing.assert_array_equal(grad, before[0])
     np.testing.assert_array_equal(y, before[1])
     f_y = np.asfortranarray(y)
@@ -200,8 +210,10 @@ def test_errors(impl, op):
 
 def _mp_jacobian(y_exact_rows):
     n = len(y_exact_rows)
-    return [[(y_exact_rows[i] if i == j else 0) - y_exact_rows[i] * y_exact_rows[j]
-             for j in range(n)] for i in range(n)]
+    return [
+        [(y_exact_rows[i] if i == j else 0) - y_exact_rows[i] * y_exact_rows[j] for j in range(n)]
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("dtype", DT, ids=["f32", "f64"])
@@ -224,7 +236,7 @@ def test_jacobian_exact(impl, dtype):
                 exact = np.array(_mp_jacobian([mpmath.exp(v) / total for v in vals]), dtype=object)
                 ref = np.array([[float(v) for v in line] for line in exact])
                 spacing = np.spacing(np.abs(ref).astype(dtype)).astype(np.float64)
-                row_term = tol.c_spread * n * 2.0 ** -53 / np.finfo(dtype).eps
+                row_term = tol.c_spread * n * 2.0**-53 / np.finfo(dtype).eps
                 allowed = (tol.k_ulp + row_term) * spacing
                 err = np.abs(slice_j.astype(np.float64) - ref)
                 normal = np.abs(ref) >= np.finfo(dtype).tiny
@@ -245,7 +257,8 @@ def test_jacobian_matches_backward_and_torch(impl):
     np.testing.assert_allclose(jac, np.swapaxes(jac, -1, -2), rtol=0, atol=0)  # symmetric
     for r in range(3):
         expected = torch.autograd.functional.jacobian(
-            lambda t: torch.softmax(t, dim=0), torch.tensor(x[r])).numpy()
+            lambda t: torch.softmax(t, dim=0), torch.tensor(x[r])
+        ).numpy()
         np.testing.assert_allclose(jac[r], expected, rtol=1e-13, atol=1e-16)
 
 

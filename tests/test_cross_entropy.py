@@ -2,6 +2,7 @@
 option combination, gradients against torch autograd), accuracy against mpmath, the C kernel
 against the NumPy implementation, argument errors, special values, dtypes, layouts, and bitwise
 identical results for every thread count."""
+
 from __future__ import annotations
 
 import itertools
@@ -51,8 +52,12 @@ CASES = [
     # (probability, weighted, ignored, label_smoothing, reduction, axis)
     case
     for case in itertools.product(
-        (False, True), (False, True), (False, True), (0.0, 0.25, 1.0),
-        ("mean", "sum", "none"), (-1, 1),
+        (False, True),
+        (False, True),
+        (False, True),
+        (0.0, 0.25, 1.0),
+        ("mean", "sum", "none"),
+        (-1, 1),
     )
     if not (case[0] and case[2])  # ignore_index applies to class indices only
 ]
@@ -65,17 +70,29 @@ def test_matches_torch(impl, rng, probability, weighted, ignored, smoothing, red
     shape = (4, 5, 3) if axis == 1 else (7, 5)
     logits, target = problem(rng, shape, axis, probability, ignored)
     weight = rng.random(5) + 0.1 if weighted else None
-    loss, grad = ce_of(impl)(logits, target, axis, weight=weight, reduction=reduction,
-                             label_smoothing=smoothing, return_grad=True)
-    plain = ce_of(impl)(logits, target, axis, weight=weight, reduction=reduction,
-                        label_smoothing=smoothing)
+    loss, grad = ce_of(impl)(
+        logits,
+        target,
+        axis,
+        weight=weight,
+        reduction=reduction,
+        label_smoothing=smoothing,
+        return_grad=True,
+    )
+    plain = ce_of(impl)(
+        logits, target, axis, weight=weight, reduction=reduction, label_smoothing=smoothing
+    )
 
     x = torch.tensor(logits, requires_grad=True)
     # torch's class axis is 1
     torch_target = torch.tensor(target)
     expected = functional.cross_entropy(
-        x, torch_target, weight=None if weight is None else torch.tensor(weight),
-        reduction=reduction, label_smoothing=smoothing)
+        x,
+        torch_target,
+        weight=None if weight is None else torch.tensor(weight),
+        reduction=reduction,
+        label_smoothing=smoothing,
+    )
     (expected.sum() if reduction == "none" else expected).backward()
 
     assert np.array_equal(loss, plain)  # the gradient costs nothing in the loss's bits
@@ -95,13 +112,18 @@ def test_float32_against_torch_float64(impl, rng, reduction):
     logits = (rng.standard_normal((50, 300)) * 8).astype(np.float32)
     target = rng.integers(0, 300, 50)
     weight = rng.random(300).astype(np.float32) + 0.5
-    loss, grad = ce_of(impl)(logits, target, weight=weight, reduction=reduction,
-                             label_smoothing=0.1, return_grad=True)
+    loss, grad = ce_of(impl)(
+        logits, target, weight=weight, reduction=reduction, label_smoothing=0.1, return_grad=True
+    )
     assert np.asarray(loss).dtype == np.float32 and grad.dtype == np.float32
     x = torch.tensor(logits.astype(np.float64), requires_grad=True)
     expected = torch.nn.functional.cross_entropy(
-        x, torch.tensor(target), weight=torch.tensor(weight.astype(np.float64)),
-        reduction=reduction, label_smoothing=0.1)
+        x,
+        torch.tensor(target),
+        weight=torch.tensor(weight.astype(np.float64)),
+        reduction=reduction,
+        label_smoothing=0.1,
+    )
     (expected.sum() if reduction == "none" else expected).backward()
     assert ulps(loss, expected.detach().numpy(), np.float32).max() <= 2
     np.testing.assert_allclose(grad, x.grad.numpy(), rtol=1e-5, atol=2e-8)
@@ -110,20 +132,22 @@ def test_float32_against_torch_float64(impl, rng, reduction):
 def test_torch_special_values(impl):
     torch = pytest.importorskip("torch")
     inf, nan = np.inf, np.nan
-    logits = np.array([[nan, 1, 2], [inf, 1, 2], [-inf, -inf, -inf], [-inf, 0, 1],
-                       [0, -inf, 1], [nan, 1, 2]])
+    logits = np.array(
+        [[nan, 1, 2], [inf, 1, 2], [-inf, -inf, -inf], [-inf, 0, 1], [0, -inf, 1], [nan, 1, 2]]
+    )
     target = np.array([0, 1, 2, 1, 1, -100])
     for smoothing in (0.0, 0.2):
         got = ce_of(impl)(logits, target, reduction="none", label_smoothing=smoothing)
         want = torch.nn.functional.cross_entropy(
-            torch.tensor(logits), torch.tensor(target), reduction="none",
-            label_smoothing=smoothing).numpy()
+            torch.tensor(logits), torch.tensor(target), reduction="none", label_smoothing=smoothing
+        ).numpy()
         np.testing.assert_array_equal(got, want)
     probability = np.array([[0.5, 0.0, 0.5], [0.2, 0.3, 0.5]])
     rows = np.array([[0, -inf, 1], [0, -inf, 1]])
     got = ce_of(impl)(rows, probability, reduction="none")
-    want = torch.nn.functional.cross_entropy(torch.tensor(rows), torch.tensor(probability),
-                                             reduction="none").numpy()
+    want = torch.nn.functional.cross_entropy(
+        torch.tensor(rows), torch.tensor(probability), reduction="none"
+    ).numpy()
     np.testing.assert_array_equal(got, want)  # 0 * -inf is NaN in torch too
 
 
@@ -154,8 +178,9 @@ def test_one_dimensional_logits(impl):
     logits = np.array([1.0, 2.0, 3.0])
     for reduction in ("mean", "sum", "none"):
         got = ce_of(impl)(logits, np.int64(2), reduction=reduction)
-        want = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(2),
-                                                 reduction=reduction).numpy()
+        want = torch.nn.functional.cross_entropy(
+            torch.tensor(logits), torch.tensor(2), reduction=reduction
+        ).numpy()
         assert np.shape(got) == () and got == pytest.approx(want, rel=1e-15)
 
 
@@ -167,8 +192,9 @@ def mp_distances(mpmath, row):
     other terms exp(x - max)), the largest term left out of the sum."""
     xs = [mpmath.mpf(float(v)) for v in row]
     top = max(range(len(xs)), key=lambda c: xs[c])
-    log_sum = mpmath.log1p(mpmath.fsum(mpmath.exp(v - xs[top]) for c, v in enumerate(xs)
-                                       if c != top))
+    log_sum = mpmath.log1p(
+        mpmath.fsum(mpmath.exp(v - xs[top]) for c, v in enumerate(xs) if c != top)
+    )
     return [(xs[top] - v) + log_sum for v in xs]
 
 
@@ -182,8 +208,9 @@ def test_mpmath_spot_checks(impl):
             target = rng.integers(0, 40, 8)
             target[0] = 3
             weight = rng.random(40) + 0.5
-            smoothed = ce_of(impl)(logits, target, weight=weight, reduction="none",
-                                   label_smoothing=0.1)
+            smoothed = ce_of(impl)(
+                logits, target, weight=weight, reduction="none", label_smoothing=0.1
+            )
             plain = ce_of(impl)(logits, target, reduction="none")
             for row in range(8):
                 distances = mp_distances(mpmath, logits[row])
@@ -198,9 +225,18 @@ def test_mpmath_spot_checks(impl):
 
 @needs_c
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape, axis", [((33, 1000), -1), ((300, 10), -1), ((130, 64), -1),
-                                         ((70, 65), 1), ((3, 40, 37), 1), ((2, 70000), 1),
-                                         ((5, 9000, 2), 1)])
+@pytest.mark.parametrize(
+    "shape, axis",
+    [
+        ((33, 1000), -1),
+        ((300, 10), -1),
+        ((130, 64), -1),
+        ((70, 65), 1),
+        ((3, 40, 37), 1),
+        ((2, 70000), 1),
+        ((5, 9000, 2), 1),
+    ],
+)
 def test_kernel_matches_numpy(c_impl, rng, dtype, shape, axis):
     """The fused kernel against the NumPy implementation (which materialises log_softmax), on
     short rows (the row-tile path, n <= 64), rows, column tiles (inner > 1) and rows longer
@@ -210,12 +246,24 @@ def test_kernel_matches_numpy(c_impl, rng, dtype, shape, axis):
         logits = logits.astype(dtype)
         weight = rng.random(shape[axis]) + 0.5
         for reduction in ("none", "mean"):
-            got, grad = native.cross_entropy(logits, target, axis, weight=weight,
-                                             reduction=reduction, label_smoothing=smoothing,
-                                             return_grad=True)
+            got, grad = native.cross_entropy(
+                logits,
+                target,
+                axis,
+                weight=weight,
+                reduction=reduction,
+                label_smoothing=smoothing,
+                return_grad=True,
+            )
             want, want_grad = _cross_entropy.cross_entropy(
-                logits, target, axis, weight=weight, reduction=reduction,
-                label_smoothing=smoothing, return_grad=True)
+                logits,
+                target,
+                axis,
+                weight=weight,
+                reduction=reduction,
+                label_smoothing=smoothing,
+                return_grad=True,
+            )
             assert ulps(got, want, dtype).max() <= 4
             scale = np.abs(want_grad).max()
             np.testing.assert_allclose(grad, want_grad, atol=scale * 8 * np.finfo(dtype).eps)
@@ -227,8 +275,12 @@ def test_kernel_matches_numpy(c_impl, rng, dtype, shape, axis):
 def test_dtypes(impl, rng):
     logits, target = problem(rng)
     f = ce_of(impl)
-    for dtype, result in ((np.float16, np.float16), (np.float32, np.float32),
-                          (np.int32, np.float64), (np.longdouble, np.longdouble)):
+    for dtype, result in (
+        (np.float16, np.float16),
+        (np.float32, np.float32),
+        (np.int32, np.float64),
+        (np.longdouble, np.longdouble),
+    ):
         x = (logits * 3).astype(dtype)
         loss, grad = f(x, target, return_grad=True)
         assert type(loss) is np.dtype(result).type
@@ -333,9 +385,16 @@ def test_bitwise_for_every_thread_count(c_impl, rng, shape, axis):
             for probability in (False, True):
                 logits, target = problem(np.random.default_rng(3), shape, axis, probability)
                 logits = logits.astype(np.float32)
-                results.append((threads, probability, native.cross_entropy(
-                    logits, target, axis, label_smoothing=0.1, return_grad=True),
-                    native.cross_entropy(logits, target, axis, reduction="none")))
+                results.append(
+                    (
+                        threads,
+                        probability,
+                        native.cross_entropy(
+                            logits, target, axis, label_smoothing=0.1, return_grad=True
+                        ),
+                        native.cross_entropy(logits, target, axis, reduction="none"),
+                    )
+                )
         first = {p: r for t, p, *r in results if t == 1}
         for _threads, probability, (loss, grad), losses in results:
             (want_loss, want_grad), want_losses = first[probability]

@@ -6,6 +6,7 @@ scheduler and on a two-process distributed cluster.
 * Reduced axes across chunks: the contract's accuracy bar (tests/reference.py's
   tolerance table) and its special-value rules, whichever chunk holds them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,13 @@ cdask = pytest.importorskip("csoftmax.dask")
 
 OPS = ("softmax", "log_softmax", "logsumexp")
 AXES = (None, 0, 1, -1, (0, 2), (2, 0), (1, 2))
-OP_PRECISIONS = [("softmax", "exact"), ("softmax", "fast"), ("log_softmax", "exact"),
-                 ("log_softmax", "fast"), ("logsumexp", "exact")]  # logsumexp has no precision
+OP_PRECISIONS = [
+    ("softmax", "exact"),
+    ("softmax", "fast"),
+    ("log_softmax", "exact"),
+    ("log_softmax", "fast"),
+    ("logsumexp", "exact"),
+]  # logsumexp has no precision
 
 
 @pytest.fixture(autouse=True)
@@ -51,11 +57,19 @@ def check_against_reference(got, x, op, axis, precision, keepdims=False):
 
 # --- reduced axes inside single chunks: bitwise --------------------------------
 
+
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("axis, chunks", [
-    (None, (6, 7, 9)), (1, (2, 7, 4)), (-1, (1, 3, 9)), ((0, 2), (6, 2, 9)), ((2, 1), (5, 7, 9)),
-])
+@pytest.mark.parametrize(
+    "axis, chunks",
+    [
+        (None, (6, 7, 9)),
+        (1, (2, 7, 4)),
+        (-1, (1, 3, 9)),
+        ((0, 2), (6, 2, 9)),
+        ((2, 1), (5, 7, 9)),
+    ],
+)
 def test_within_chunks_is_bitwise_the_in_memory_call(dask_impl, rng, op, dtype, axis, chunks):
     x = logits(rng, (6, 7, 9), dtype)
     got = call(cdask, op, da.from_array(x, chunks=chunks), axis)
@@ -69,13 +83,18 @@ def test_within_chunks_keepdims_and_fast(dask_impl, rng):
     x_dask = da.from_array(x, chunks=(2, 8))
     np.testing.assert_array_equal(
         cdask.logsumexp(x_dask, axis=1, keepdims=True).compute(),
-        dask_impl.logsumexp(x, axis=1, keepdims=True), strict=True)
+        dask_impl.logsumexp(x, axis=1, keepdims=True),
+        strict=True,
+    )
     np.testing.assert_array_equal(
         cdask.softmax(x_dask, axis=1, precision="fast").compute(),
-        dask_impl.softmax(x, axis=1, precision="fast"), strict=True)
+        dask_impl.softmax(x, axis=1, precision="fast"),
+        strict=True,
+    )
 
 
 # --- reduced axes across chunks: the accuracy bar ------------------------------
+
 
 @pytest.mark.parametrize("op, precision", OP_PRECISIONS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -83,7 +102,9 @@ def test_within_chunks_keepdims_and_fast(dask_impl, rng):
 def test_across_chunks(dask_impl, rng, precision, op, dtype, axis):
     x = logits(rng, (6, 7, 9), dtype)
     # ragged last chunks and chunks of size 1 on every axis
-    got = call(cdask, op, da.from_array(x, chunks=((4, 2), (1, 3, 3), (2, 1, 5, 1))), axis, precision)
+    got = call(
+        cdask, op, da.from_array(x, chunks=((4, 2), (1, 3, 3), (2, 1, 5, 1))), axis, precision
+    )
     assert isinstance(got, da.Array)
     check_against_reference(got.compute(), x, op, axis, precision)
 
@@ -131,20 +152,21 @@ def test_other_input_dtypes(dask_impl, rng):
 
 # --- special values in slices that span chunk borders ---------------------------
 
+
 def special_rows(dtype):
     """Rows of 12 elements, read in chunks of 5: the values sit on either side of
     the chunk borders (after elements 4 and 9)."""
     inf, nan = np.inf, np.nan
     rows = np.tile(np.linspace(-3, 3, 12), (9, 1))
-    rows[0, 4] = nan                   # NaN in the first chunk
-    rows[1, 10] = inf                  # +inf in the last chunk
-    rows[2, :] = -inf                  # only -inf
-    rows[3, :5] = -inf                 # a whole chunk of -inf
-    rows[4, [0, 5, 11]] = 1e3          # maxima tied across chunks
-    rows[5, 9] = -inf                  # -inf among finite values
-    rows[6, [2, 7]] = [inf, nan]       # +inf and NaN in different chunks
-    rows[7, 5:] = -inf                 # the maximum in the first chunk only
-    rows[8, [0, 11]] = [inf, inf]      # +inf in two chunks
+    rows[0, 4] = nan  # NaN in the first chunk
+    rows[1, 10] = inf  # +inf in the last chunk
+    rows[2, :] = -inf  # only -inf
+    rows[3, :5] = -inf  # a whole chunk of -inf
+    rows[4, [0, 5, 11]] = 1e3  # maxima tied across chunks
+    rows[5, 9] = -inf  # -inf among finite values
+    rows[6, [2, 7]] = [inf, nan]  # +inf and NaN in different chunks
+    rows[7, 5:] = -inf  # the maximum in the first chunk only
+    rows[8, [0, 11]] = [inf, inf]  # +inf in two chunks
     return rows.astype(dtype)
 
 
@@ -171,10 +193,13 @@ def test_empty_reduced_axis_across_chunks(dask_impl):
     x = np.zeros((4, 0, 6))
     x_dask = da.from_array(x, chunks=(2, 1, 3))
     assert cdask.softmax(x_dask, axis=(1, 2)).compute().shape == (4, 0, 6)
-    np.testing.assert_array_equal(cdask.logsumexp(x_dask, axis=(1, 2)).compute(), np.full(4, -np.inf))
+    np.testing.assert_array_equal(
+        cdask.logsumexp(x_dask, axis=(1, 2)).compute(), np.full(4, -np.inf)
+    )
 
 
 # --- where= and temperature= ----------------------------------------------------
+
 
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -220,7 +245,9 @@ def test_temperature_across_chunks(dask_impl, rng, op, dtype, temperature):
     # powers of two: x / temperature is exact, so the reference of it is the truth
     check_against_reference(got, x / dtype(temperature), op, 1, "exact")
     within = call(cdask, op, da.from_array(x, chunks=(2, 23)), 1, temperature=temperature)
-    np.testing.assert_array_equal(within.compute(), call(dask_impl, op, x, 1, temperature=temperature))
+    np.testing.assert_array_equal(
+        within.compute(), call(dask_impl, op, x, 1, temperature=temperature)
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -245,6 +272,7 @@ def test_logsumexp_weights_and_sign(dask_impl, rng, dtype, chunks):
 
 # --- the C steps against their NumPy twin ---------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_c_steps_match_numpy_twin(c_impl, rng, precision, dtype):
     from csoftmax import _dask_partials, _native
@@ -263,8 +291,11 @@ def test_c_steps_match_numpy_twin(c_impl, rng, precision, dtype):
             if op == "logsumexp":
                 outputs.append(steps.logsumexp_from_scales(scales).astype(dtype).reshape(3, 19))
             else:
-                outputs.append(np.concatenate(
-                    [steps.chunk_normalize(op, p, scales, precision) for p in pieces], axis=1))
+                outputs.append(
+                    np.concatenate(
+                        [steps.chunk_normalize(op, p, scales, precision) for p in pieces], axis=1
+                    )
+                )
         c_result, numpy_result = outputs
         np.testing.assert_array_equal(np.isnan(c_result), np.isnan(numpy_result))
         check_against_reference(c_result, x, op, 1, precision)
@@ -279,6 +310,7 @@ def test_c_steps_reject_bad_arguments(c_impl):
 
 
 # --- the public surface -----------------------------------------------------------
+
 
 def test_lazy_two_passes_without_rechunking(rng):
     x_dask = da.from_array(logits(rng, (8, 10), np.float64), chunks=(4, 3))
@@ -338,11 +370,17 @@ def test_public_functions_return_dask_results(pkg, rng):
 
 # --- a two-process distributed cluster -------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None, memory_limit="1GiB") as cluster:
+    with distributed.LocalCluster(
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        dashboard_address=None,
+        memory_limit="1GiB",
+    ) as cluster:
         with distributed.Client(cluster) as client:
             yield client
 

@@ -6,6 +6,7 @@ float16 is computed in float32 and returned as float16; longdouble runs on
 the NumPy path. A non-floating dtype is a TypeError; out= must have the
 requested dtype.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def test_as_if_astype_first(impl, op, source, requested):
         np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("requested", [np.float16, np.float32, np.float64, np.longdouble],
-                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "requested", [np.float16, np.float32, np.float64, np.longdouble], ids=lambda d: np.dtype(d).name
+)
 @pytest.mark.parametrize("op", SOFT)
 def test_accuracy_in_the_requested_dtype(impl, op, requested):
     x = _x(np.float64, seed=1)
@@ -104,8 +106,17 @@ def test_special_cases(impl, op):
 @pytest.mark.parametrize("op", SOFT)
 def test_rejected(impl, op):
     x = np.ones((2, 3))
-    for bad in (np.int32, "i8", bool, np.complex128, object, "U3", "float99", 3.5,
-                np.dtype([("a", "f8")])):
+    for bad in (
+        np.int32,
+        "i8",
+        bool,
+        np.complex128,
+        object,
+        "U3",
+        "float99",
+        3.5,
+        np.dtype([("a", "f8")]),
+    ):
         with pytest.raises(TypeError, match="dtype"):
             impl.fn(op)(x, dtype=bad)
     with pytest.raises(TypeError):

@@ -1,5 +1,6 @@
 """Environment variables, show_config and `python -m csoftmax`, each in a
 fresh interpreter (the backend and the ISA are chosen once, at import)."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,13 @@ import pytest
 from _subproc import run_python
 from conftest import AVAILABLE_ISAS, CSOFTMAX_ERR, KNOWN_ISAS, csoftmax, native
 
-pytestmark = [pytest.mark.subprocess,
-              pytest.mark.skipif(csoftmax is None or not hasattr(csoftmax, "softmax"),
-                                 reason=CSOFTMAX_ERR or "csoftmax has no softmax yet")]
+pytestmark = [
+    pytest.mark.subprocess,
+    pytest.mark.skipif(
+        csoftmax is None or not hasattr(csoftmax, "softmax"),
+        reason=CSOFTMAX_ERR or "csoftmax has no softmax yet",
+    ),
+]
 needs_c = pytest.mark.skipif(native is None, reason="csoftmax._native is not built")
 
 PROBE = """

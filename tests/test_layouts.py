@@ -8,6 +8,7 @@ out=: non-contiguous, byte-swapped, unaligned, out is x, out partially
 overlapping x either way -- the result is bitwise what a fresh buffer gets,
 and out is returned.  Bad out: wrong shape -> ValueError, wrong dtype ->
 TypeError, read-only -> ValueError, not an ndarray -> TypeError."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,8 +76,13 @@ def test_3d_permuted_views(impl, precision, op, rng):
         x = base.transpose(perm)
         for axis in [0, 1, 2, (0, 2), None]:
             got = impl.call(op, x, axis=axis, precision=precision)
-            assert_ulp(got, mp_reference(np.ascontiguousarray(x), op, axis=axis), op, precision,
-                       msg=f"perm={perm} axis={axis}")
+            assert_ulp(
+                got,
+                mp_reference(np.ascontiguousarray(x), op, axis=axis),
+                op,
+                precision,
+                msg=f"perm={perm} axis={axis}",
+            )
 
 
 # --------------------------------------------------------------------- out
@@ -91,10 +97,17 @@ def _outs(shape, dtype):
     yield "fortran", np.empty(shape, dtype, order="F")
     yield "strided", np.empty((shape[0], shape[1] * 2), dtype)[:, ::2]
     yield "neg-strided", np.empty(shape, dtype)[::-1, ::-1]
-    yield "byteswapped", np.empty(shape, np.dtype(dtype).newbyteorder(">" if np.little_endian else "<"))
+    yield (
+        "byteswapped",
+        np.empty(shape, np.dtype(dtype).newbyteorder(">" if np.little_endian else "<")),
+    )
     yield "unaligned", unaligned(np.empty(shape, dtype))
-    yield "byteswapped-strided", np.empty((shape[0] * 2, shape[1]),
-                                          np.dtype(dtype).newbyteorder(">" if np.little_endian else "<"))[::2]
+    yield (
+        "byteswapped-strided",
+        np.empty(
+            (shape[0] * 2, shape[1]), np.dtype(dtype).newbyteorder(">" if np.little_endian else "<")
+        )[::2],
+    )
 
 
 OUT_KINDS = [k for k, _ in _outs((2, 2), np.float64)]
@@ -119,10 +132,16 @@ def test_out_layouts(impl, precision, op, dtype, kind, rng):
 @pytest.mark.parametrize("op", SOFT)
 @pytest.mark.parametrize("dtype", DT, ids=["f32", "f64"])
 def test_out_is_x(impl, precision, op, dtype, rng):
-    for shape, axis, view in [((5, 33), 1, None), ((5, 33), 0, None), ((5, 33), None, None),
-                              ((8, 66), 1, (slice(None, None, 2), slice(None, None, 2))),
-                              ((1000,), 0, None), ((70_001,), None, None), ((40, 3), 0, None),
-                              ((6, 9), 1, (slice(None, None, -1), slice(None)))]:
+    for shape, axis, view in [
+        ((5, 33), 1, None),
+        ((5, 33), 0, None),
+        ((5, 33), None, None),
+        ((8, 66), 1, (slice(None, None, 2), slice(None, None, 2))),
+        ((1000,), 0, None),
+        ((70_001,), None, None),
+        ((40, 3), 0, None),
+        ((6, 9), 1, (slice(None, None, -1), slice(None))),
+    ]:
         buf = (rng.standard_normal(shape) * 3).astype(dtype)
         x = buf if view is None else buf[view]
         want = _fresh(impl, op, x, axis, precision)
@@ -137,8 +156,10 @@ def test_out_partially_overlapping_x(impl, precision, op, dtype, rng):
     failures = []
     for n in [2, 3, 9, 33, 1025, 70_001]:
         base = (rng.standard_normal(n + 1) * 3).astype(dtype)
-        for name, xs, os_ in [("x=buf[:-1], out=buf[1:]", slice(None, -1), slice(1, None)),
-                              ("x=buf[1:], out=buf[:-1]", slice(1, None), slice(None, -1))]:
+        for name, xs, os_ in [
+            ("x=buf[:-1], out=buf[1:]", slice(None, -1), slice(1, None)),
+            ("x=buf[1:], out=buf[:-1]", slice(1, None), slice(None, -1)),
+        ]:
             buf = base.copy()
             x, out = buf[xs], buf[os_]
             want = _fresh(impl, op, x, None, precision)
@@ -158,8 +179,10 @@ def test_out_partially_overlapping_x(impl, precision, op, dtype, rng):
     for shape in [(7, 33), (40, 5)]:
         for axis in [0, 1, None]:
             base = (rng.standard_normal((shape[0] + 1, shape[1])) * 3).astype(dtype)
-            for name, xs, os_ in [("rows+1", slice(None, -1), slice(1, None)),
-                                  ("rows-1", slice(1, None), slice(None, -1))]:
+            for name, xs, os_ in [
+                ("rows+1", slice(None, -1), slice(1, None)),
+                ("rows-1", slice(1, None), slice(None, -1)),
+            ]:
                 buf = base.copy()
                 x, out = buf[xs], buf[os_]
                 want = _fresh(impl, op, x, axis, precision)

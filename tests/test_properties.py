@@ -8,6 +8,7 @@ within the tolerance table of the independent reference.
 
 Reproducible: the "ci" profile (tests/conftest.py) is derandomized; set
 HYPOTHESIS_PROFILE=dev for random exploration."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,12 +33,17 @@ def cases(draw, with_specials=True):
     ndim = draw(st.integers(0, 4))
     max_side = {0: 1, 1: 300, 2: 40, 3: 12, 4: 6}[ndim]
     shape = tuple(draw(st.lists(st.integers(0, max_side), min_size=ndim, max_size=ndim)))
-    dtype = draw(st.sampled_from(FLOAT_DTYPES + INT_DTYPES) if draw(st.booleans()) else
-                 st.sampled_from(FLOAT_DTYPES))
-    seed = draw(st.integers(0, 2 ** 32 - 1))
+    dtype = draw(
+        st.sampled_from(FLOAT_DTYPES + INT_DTYPES)
+        if draw(st.booleans())
+        else st.sampled_from(FLOAT_DTYPES)
+    )
+    seed = draw(st.integers(0, 2**32 - 1))
     scale = draw(st.sampled_from([1e-3, 1.0, 5.0, 40.0, 300.0, 3000.0]))
     p_special = draw(st.sampled_from([0.0, 0.0, 0.02, 0.2, 1.0])) if with_specials else 0.0
-    specials = draw(st.lists(st.sampled_from([np.nan, np.inf, -np.inf]), min_size=1, max_size=3, unique=True))
+    specials = draw(
+        st.lists(st.sampled_from([np.nan, np.inf, -np.inf]), min_size=1, max_size=3, unique=True)
+    )
     # layout: start from a bigger array, then slice / reverse / transpose / byteswap
     steps = tuple(draw(st.lists(st.sampled_from([1, 1, 2, -1, -2]), min_size=ndim, max_size=ndim)))
     perm = tuple(draw(st.permutations(range(ndim)))) if ndim else ()
@@ -75,7 +81,9 @@ def cases(draw, with_specials=True):
 
 
 def _reference(x, op, axis):
-    x64 = np.asarray(x).astype(np.float64)  # ints/f16/f32 are exact in float64 (uint64 rounds: promotion)
+    x64 = np.asarray(x).astype(
+        np.float64
+    )  # ints/f16/f32 are exact in float64 (uint64 rounds: promotion)
     if HAVE_EXTENDED_LD:
         return ld_reference(x64, op, axis=axis)
     return mp_reference(x64, op, axis=axis)
@@ -152,8 +160,13 @@ def test_logsumexp_c_matches_fallback(c, case, keepdims):
 @pytest.mark.parametrize("c", C_PARAMS + [pytest.param(PY_IMPL, id="python")])
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 @settings(max_examples=100)
-@given(case=cases(), precision=st.sampled_from(["exact", "fast"]), how=st.sampled_from(
-    ["in-place", "shifted+1", "shifted-1", "reversed", "strided", "byteswapped"]))
+@given(
+    case=cases(),
+    precision=st.sampled_from(["exact", "fast"]),
+    how=st.sampled_from(
+        ["in-place", "shifted+1", "shifted-1", "reversed", "strided", "byteswapped"]
+    ),
+)
 def test_out_is_as_if_fresh(c, op, case, precision, how):
     x, axis = case
     x = np.asarray(x)

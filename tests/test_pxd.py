@@ -4,6 +4,7 @@ is compiled (``-fsyntax-only``, no link: the C symbols live hidden inside the
 extension) against the shipped header, with function-pointer assignments
 so that any pxd/header signature mismatch is a compile error.
 Skipped without Cython, a C compiler, the .pxd or the header."""
+
 from __future__ import annotations
 
 import os
@@ -94,13 +95,40 @@ def test_pxd_cimports_and_matches_header(tmp_path):
         pytest.skip("no C compiler")
     src = tmp_path / "csm_smoke.pyx"
     src.write_text(SMOKE)
-    r = subprocess.run([sys.executable, "-m", "cython", "-3", "-I", parent, str(src), "-o",
-                        str(tmp_path / "csm_smoke.c")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cython",
+            "-3",
+            "-I",
+            parent,
+            str(src),
+            "-o",
+            str(tmp_path / "csm_smoke.c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, f"Cython {cython.__version__} failed:\n{r.stdout}\n{r.stderr}"
-    r = subprocess.run([cc, "-fsyntax-only", "-Werror=incompatible-pointer-types",
-                        "-Werror=implicit-function-declaration", "-Werror=int-conversion",
-                        "-I", hdir, "-I", sysconfig.get_paths()["include"], str(tmp_path / "csm_smoke.c")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            cc,
+            "-fsyntax-only",
+            "-Werror=incompatible-pointer-types",
+            "-Werror=implicit-function-declaration",
+            "-Werror=int-conversion",
+            "-I",
+            hdir,
+            "-I",
+            sysconfig.get_paths()["include"],
+            str(tmp_path / "csm_smoke.c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, f"C compile failed:\n{r.stdout}\n{r.stderr[-5000:]}"
 
 
@@ -149,9 +177,16 @@ def test_other_cython_code_cimports_the_kernels(tmp_path, pkg):
     (tmp_path / "csm_user.pyx").write_text(CIMPORT_USER)
     (tmp_path / "build_user.py").write_text(BUILD_USER)
     parent = package_parent()
-    r = subprocess.run([sys.executable, "build_user.py", hdir, parent], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, f"building the cimporting extension failed:\n{r.stdout}\n{r.stderr[-5000:]}"
+    r = subprocess.run(
+        [sys.executable, "build_user.py", hdir, parent],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, (
+        f"building the cimporting extension failed:\n{r.stdout}\n{r.stderr[-5000:]}"
+    )
     sys.path.insert(0, str(tmp_path))
     try:
         import csm_user

@@ -1,6 +1,7 @@
 """The oracles themselves: the longdouble reference agrees with mpmath, the
 ULP helper can fail, and the peers (scipy) really are off on the data the
 accuracy tests use -- so the 4-ULP bar is meaningful, not vacuous."""
+
 import numpy as np
 import pytest
 from conftest import scipy_call
@@ -17,7 +18,9 @@ from reference import (
     tolerance,
 )
 
-needs_ld = pytest.mark.skipif(not HAVE_EXTENDED_LD, reason="np.longdouble is not extended precision here")
+needs_ld = pytest.mark.skipif(
+    not HAVE_EXTENDED_LD, reason="np.longdouble is not extended precision here"
+)
 
 
 def _rel_diff(a: Ref, b: Ref, scale_logs=False):
@@ -60,7 +63,7 @@ def test_longdouble_reference_agrees_with_mpmath(case, op):
     b = ld_reference(x, op, axis=-1)
     # longdouble carries 64 bits: agree to ~2**-60 relative (the 4-ULP bar of
     # float64 is 2**-50, so the reference's own error is invisible).
-    assert _rel_diff(a, b, op == "logsumexp") < 2.0 ** -58, (case, op)
+    assert _rel_diff(a, b, op == "logsumexp") < 2.0**-58, (case, op)
 
 
 @needs_ld
@@ -71,7 +74,7 @@ def test_longdouble_reference_axes_agree_with_mpmath():
             a = mp_reference(x, op, axis=axis)
             b = ld_reference(x, op, axis=axis)
             assert a.hi.shape == b.hi.shape
-            assert _rel_diff(a, b, op == "logsumexp") < 2.0 ** -58, (axis, op)
+            assert _rel_diff(a, b, op == "logsumexp") < 2.0**-58, (axis, op)
 
 
 def test_reference_known_values():
@@ -113,7 +116,9 @@ def test_assert_ulp_subnormal_rule():
 
 
 def test_assert_ulp_fast_term_scales_with_spread():
-    x = np.concatenate([[80.0], np.random.default_rng(4).standard_normal(30) * 1e-3]).astype(np.float32)
+    x = np.concatenate([[80.0], np.random.default_rng(4).standard_normal(30) * 1e-3]).astype(
+        np.float32
+    )
     ref = mp_reference(x, "softmax")
     got = scipy_call("softmax", x)  # the classical algorithm
     assert check_ulp(got, ref, "softmax", "exact") != []
@@ -146,8 +151,11 @@ def test_scipy_float64_hard_spread_is_off_by_hundreds_of_ulp():
     assert max_ulp(scipy_call("softmax", x), ref) > 50
 
 
-@pytest.mark.parametrize("x", [np.array([0.0, -30.0, -31.0]), np.array([0.0, -20.0, -21.0], np.float32)],
-                         ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "x",
+    [np.array([0.0, -30.0, -31.0]), np.array([0.0, -20.0, -21.0], np.float32)],
+    ids=["f64", "f32"],
+)
 def test_scipy_log_softmax_near_zero_is_off_by_millions_of_ulp(x):
     ref = mp_reference(x, "log_softmax")
     assert max_ulp(scipy_call("log_softmax", x), ref) > 1e5

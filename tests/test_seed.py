@@ -9,6 +9,7 @@
   those thresholds of float16, float32 and float64, and that log_softmax
   stays finite and accurate there: it keeps the information.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ def test_two_classes_is_expit(impl, dtype):
     import scipy.special
 
     x = np.linspace(-SWEEP[dtype], SWEEP[dtype], 2001).astype(dtype)
-    x = np.concatenate([x, np.array([0, 1e-30, -1e-30, 0.5, 2.0 ** -20], dtype)])
+    x = np.concatenate([x, np.array([0, 1e-30, -1e-30, 0.5, 2.0**-20], dtype)])
     rows = np.stack([x, np.zeros_like(x)], axis=1)
     got = impl.softmax(rows, axis=1)[:, 0]
     expit = scipy.special.expit(x)
@@ -55,9 +56,12 @@ def _first_column(ref):
 def test_zero_below_the_underflow_threshold(impl, dtype):
     subnormal_below, zero_below = thresholds(dtype)
     margin = 0.05
-    for t, expect in ((subnormal_below + margin, "normal"),
-                      ((subnormal_below + zero_below) / 2, "subnormal"),
-                      (zero_below - margin, "zero"), (zero_below - 100, "zero")):
+    for t, expect in (
+        (subnormal_below + margin, "normal"),
+        ((subnormal_below + zero_below) / 2, "subnormal"),
+        (zero_below - margin, "zero"),
+        (zero_below - 100, "zero"),
+    ):
         x = np.array([0.0, t], dtype)  # softmax(x)[1] = 1 / (1 + exp(-t)) ~ exp(t)
         p = impl.softmax(x)
         logp = impl.log_softmax(x)
@@ -75,8 +79,11 @@ def test_zero_below_the_underflow_threshold(impl, dtype):
 
 
 def test_thresholds_are_the_documented_ones():
-    expected = {np.float16: (-9.70, -17.33), np.float32: (-87.34, -103.97),
-                np.float64: (-708.40, -745.13)}
+    expected = {
+        np.float16: (-9.70, -17.33),
+        np.float32: (-87.34, -103.97),
+        np.float64: (-708.40, -745.13),
+    }
     for dtype, (subnormal_below, zero_below) in expected.items():
         got = thresholds(dtype)
         assert abs(got[0] - subnormal_below) < 0.01 and abs(got[1] - zero_below) < 0.01

@@ -2,6 +2,7 @@
 standalone csoftmax call on the C backend (short, long, huge and empty segments, trailing
 dimensions, both precisions), the fallback against the same loop, out=, bad indptr, special
 values, and bitwise identical results for every thread count."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -65,8 +66,9 @@ def test_long_and_huge_segments_bitwise(c_impl, rng, op):
         for threads in (1, 2):
             native.set_num_threads(threads)
             x, indptr = ragged(rng, [5, 40000, 7, 300000, 0, 64], (), np.float32)
-            assert segment_fn(c_impl, op)(x, indptr).tobytes() == loop(native, op, x,
-                                                                       indptr).tobytes()
+            assert (
+                segment_fn(c_impl, op)(x, indptr).tobytes() == loop(native, op, x, indptr).tobytes()
+            )
     finally:
         native.set_num_threads(before)
 
@@ -91,8 +93,9 @@ def test_every_impl_against_the_fallback_loop(impl, rng, trailing, op):
 def test_empty_segments_and_arrays(impl):
     x = np.array([1.0, 2.0, 3.0])
     indptr = [0, 0, 3, 3]
-    assert np.array_equal(segment_fn(impl, "logsumexp")(x, indptr),
-                          [-np.inf, np.log(np.exp(x).sum()), -np.inf])
+    assert np.array_equal(
+        segment_fn(impl, "logsumexp")(x, indptr), [-np.inf, np.log(np.exp(x).sum()), -np.inf]
+    )
     np.testing.assert_allclose(segment_fn(impl, "softmax")(x, indptr), np.exp(x) / np.exp(x).sum())
     empty = np.zeros((0, 2))
     assert segment_fn(impl, "softmax")(empty, [0]).shape == (0, 2)
@@ -114,8 +117,13 @@ def test_special_values_stay_in_their_segment(impl):
 
 
 def test_dtypes_and_inputs_untouched(impl, rng):
-    for dtype, result in ((np.float16, np.float16), (np.int32, np.float64), (bool, np.float64),
-                          (np.longdouble, np.longdouble), (">f4", np.float32)):
+    for dtype, result in (
+        (np.float16, np.float16),
+        (np.int32, np.float64),
+        (bool, np.float64),
+        (np.longdouble, np.longdouble),
+        (">f4", np.float32),
+    ):
         x = (rng.standard_normal((20, 3)) * 4).astype(dtype)
         copy = x.copy()
         indptr = np.array([0, 5, 5, 20], np.uint32)
@@ -123,12 +131,15 @@ def test_dtypes_and_inputs_untouched(impl, rng):
             got = segment_fn(impl, op)(x, indptr)
             assert got.dtype == result
             want = loop(_fallback, op, x.astype(result), indptr)
-            np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
-                                       rtol=4 * np.finfo(result).eps)
+            np.testing.assert_allclose(
+                got.astype(np.float64), want.astype(np.float64), rtol=4 * np.finfo(result).eps
+            )
         assert np.array_equal(x, copy)
     strided = rng.standard_normal((40, 6))[::2, ::3]
-    assert np.array_equal(segment_fn(impl, "softmax")(strided, [0, 7, 20]),
-                          segment_fn(impl, "softmax")(np.ascontiguousarray(strided), [0, 7, 20]))
+    assert np.array_equal(
+        segment_fn(impl, "softmax")(strided, [0, 7, 20]),
+        segment_fn(impl, "softmax")(np.ascontiguousarray(strided), [0, 7, 20]),
+    )
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
@@ -143,8 +154,8 @@ def test_out(impl, rng, op):
     strided = np.empty((x.shape[0], 4))[:, ::2]
     assert f(x, indptr, out=strided) is strided and np.array_equal(strided, want)
     overlapping = np.concatenate([x, x])
-    shifted = overlapping[3:3 + x.shape[0]]
-    source = overlapping[:x.shape[0]]
+    shifted = overlapping[3 : 3 + x.shape[0]]
+    source = overlapping[: x.shape[0]]
     expected = f(source.copy(), indptr)
     f(source, indptr, out=shifted)
     assert np.array_equal(shifted, expected)
@@ -164,9 +175,13 @@ def test_out(impl, rng, op):
 def test_bad_indptr(impl):
     x = np.zeros((5, 2))
     f = segment_fn(impl, "softmax")
-    for indptr, message in (([1, 5], r"indptr\[0\]"), ([0, 3], r"indptr\[-1\]"),
-                            ([0, 4, 2, 5], "non-decreasing"), ([], "at least one"),
-                            ([[0, 5]], "1-D")):
+    for indptr, message in (
+        ([1, 5], r"indptr\[0\]"),
+        ([0, 3], r"indptr\[-1\]"),
+        ([0, 4, 2, 5], "non-decreasing"),
+        ([], "at least one"),
+        ([[0, 5]], "1-D"),
+    ):
         with pytest.raises(ValueError, match=message):
             f(x, np.array(indptr, np.int64))
         with pytest.raises(ValueError, match=message):

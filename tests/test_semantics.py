@@ -1,6 +1,7 @@
 """Semantics against scipy.special (the oracle for shapes, axes, dtypes,
 scalars, lists) and against the contract where the contract says otherwise
 (empty inputs, integer promotion, 0-d arrays, rejected dtypes)."""
+
 from __future__ import annotations
 
 import itertools
@@ -37,7 +38,7 @@ def test_shapes_and_axes_match_scipy(impl, precision, op, shape, rng):
     x0 = x.copy()
     axes = list(_all_axes(len(shape)))
     if len(shape) == 4:
-        axes = axes[:: 3]
+        axes = axes[::3]
     for axis in axes:
         got = impl.call(op, x, axis=axis, precision=precision)
         want = scipy_call(op, x, axis=axis)
@@ -45,7 +46,9 @@ def test_shapes_and_axes_match_scipy(impl, precision, op, shape, rng):
         assert np.asarray(got).dtype == np.float64
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0, err_msg=f"axis={axis}")
         # and the numeric oracle (a tuple axis must reduce over exactly those axes)
-        assert_ulp(np.asarray(got), mp_reference(x, op, axis=axis), op, precision, msg=f"axis={axis}")
+        assert_ulp(
+            np.asarray(got), mp_reference(x, op, axis=axis), op, precision, msg=f"axis={axis}"
+        )
     np.testing.assert_array_equal(x, x0)
 
 
@@ -83,9 +86,15 @@ def test_empty_axis_tuple_like_scipy(impl, precision):
 
 def test_logsumexp_return_types_like_scipy(impl):
     """Full reductions give a NumPy scalar, as scipy.special.logsumexp does."""
-    for x, kw in [([1.0, 2.0], {}), (np.ones((2, 3)), {}), (np.ones((2, 3)), {"axis": (0, 1)}),
-                  (np.ones((2, 3)), {"axis": 1}), (np.ones((2, 3)), {"keepdims": True}),
-                  (np.ones(3, np.float32), {}), (np.array(2.0), {})]:
+    for x, kw in [
+        ([1.0, 2.0], {}),
+        (np.ones((2, 3)), {}),
+        (np.ones((2, 3)), {"axis": (0, 1)}),
+        (np.ones((2, 3)), {"axis": 1}),
+        (np.ones((2, 3)), {"keepdims": True}),
+        (np.ones(3, np.float32), {}),
+        (np.array(2.0), {}),
+    ]:
         got = impl.logsumexp(x, **kw)
         want = scipy_call("logsumexp", x, **kw)
         assert type(got) is type(want), (kw, type(got), type(want))
@@ -108,8 +117,13 @@ def test_zero_d(impl, precision, value):
 
 
 def test_zero_d_float32_and_scalars(impl, precision):
-    for x, dt in [(np.float32(2.5), np.float32), (np.array(2.5, np.float16), np.float16),
-                  (2.5, np.float64), (3, np.float64), (True, np.float64)]:
+    for x, dt in [
+        (np.float32(2.5), np.float32),
+        (np.array(2.5, np.float16), np.float16),
+        (2.5, np.float64),
+        (3, np.float64),
+        (True, np.float64),
+    ]:
         got = impl.call("softmax", x, precision=precision)
         assert np.ndim(got) == 0 and np.asarray(got).dtype == dt and got == 1.0, x
         got = impl.call("log_softmax", x, precision=precision)
@@ -213,7 +227,9 @@ def test_empty_axis_among_nonempty(impl, precision):
 # ------------------------------------------------------------- dtype table
 
 
-@pytest.mark.parametrize("dt", [np.float32, np.float64, np.float16, LD], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "dt", [np.float32, np.float64, np.float16, LD], ids=lambda d: np.dtype(d).name
+)
 @pytest.mark.parametrize("op", OPS)
 def test_float_dtypes_preserved(impl, precision, op, dt, rng):
     x = (rng.standard_normal((4, 7)) * 3).astype(dt)
@@ -221,8 +237,13 @@ def test_float_dtypes_preserved(impl, precision, op, dt, rng):
         got = impl.call(op, x, axis=axis, precision=precision)
         assert np.asarray(got).dtype == dt, (axis, np.asarray(got).dtype)
         assert np.shape(got) == np.shape(scipy_call(op, x.astype(np.float64), axis=axis))
-        assert_ulp(np.asarray(got), mp_reference(x, op, axis=axis), op,
-                   precision if op != "logsumexp" else "exact", msg=f"axis={axis}")
+        assert_ulp(
+            np.asarray(got),
+            mp_reference(x, op, axis=axis),
+            op,
+            precision if op != "logsumexp" else "exact",
+            msg=f"axis={axis}",
+        )
 
 
 def test_longdouble_is_more_precise_than_double(impl, precision):
@@ -238,7 +259,17 @@ def test_longdouble_is_more_precise_than_double(impl, precision):
         assert np.all(err <= 64 * np.spacing(np.abs(ref.hi).astype(LD))), (op, err)
 
 
-INT_DTYPES = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
+INT_DTYPES = [
+    np.bool_,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+]
 
 
 @pytest.mark.parametrize("dt", INT_DTYPES, ids=lambda d: np.dtype(d).name)
@@ -254,8 +285,13 @@ def test_integer_dtypes_promoted_before_subtracting(impl, precision, op, dt):
         got = impl.call(op, x, precision=precision)
         assert np.asarray(got).dtype == np.float64, np.asarray(got).dtype
         x64 = x.astype(np.float64)
-        assert_ulp(np.asarray(got), mp_reference(x64, op), op,
-                   precision if op != "logsumexp" else "exact", msg=repr(x))
+        assert_ulp(
+            np.asarray(got),
+            mp_reference(x64, op),
+            op,
+            precision if op != "logsumexp" else "exact",
+            msg=repr(x),
+        )
 
 
 def test_uint8_regression_where_scipy_is_wrong(impl, precision):
@@ -291,7 +327,9 @@ BAD_DTYPES = [
 ]
 
 
-@pytest.mark.parametrize("case", range(len(BAD_DTYPES)), ids=["object", "str", "bytes", "datetime", "timedelta"])
+@pytest.mark.parametrize(
+    "case", range(len(BAD_DTYPES)), ids=["object", "str", "bytes", "datetime", "timedelta"]
+)
 @pytest.mark.parametrize("op", OPS)
 def test_unsupported_dtypes_raise_typeerror_naming_the_dtype(impl, precision, op, case):
     x, names = BAD_DTYPES[case]
@@ -314,8 +352,10 @@ def test_masked_array_reads_as_where(impl, precision, op):
         np.testing.assert_array_equal(got[[0, 2]], compressed)
         assert got[1] == (0.0 if op == "softmax" else -np.inf)
     # nothing masked: the plain data
-    np.testing.assert_array_equal(impl.call(op, np.ma.array([1.0, 2.0]), precision=precision),
-                                  impl.call(op, np.array([1.0, 2.0]), precision=precision))
+    np.testing.assert_array_equal(
+        impl.call(op, np.ma.array([1.0, 2.0]), precision=precision),
+        impl.call(op, np.array([1.0, 2.0]), precision=precision),
+    )
 
 
 # ----------------------------------------------------------------- logsumexp
@@ -376,7 +416,9 @@ def test_public_functions_are_wired_to_the_reported_backend(pkg, rng):
             continue
         if name in ("softmax", "log_softmax"):  # a wrapper: same bits as the backend
             for p in ["exact", "fast"]:
-                np.testing.assert_array_equal(pub(x, axis=1, precision=p), impl_f(x, axis=1, precision=p))
+                np.testing.assert_array_equal(
+                    pub(x, axis=1, precision=p), impl_f(x, axis=1, precision=p)
+                )
         elif name == "logsumexp":
             np.testing.assert_array_equal(pub(x, axis=1), impl_f(x, axis=1))
         elif name == "get_num_threads":
@@ -385,8 +427,12 @@ def test_public_functions_are_wired_to_the_reported_backend(pkg, rng):
 
 def test_signatures_like_scipy(pkg):
     x = np.array([[1.0, 2.0], [3.0, 4.0]])
-    np.testing.assert_allclose(pkg.softmax(x=x, axis=1), scipy_call("softmax", x, axis=1), rtol=1e-15)
-    np.testing.assert_allclose(pkg.log_softmax(x=x, axis=0), scipy_call("log_softmax", x, axis=0), rtol=1e-15)
+    np.testing.assert_allclose(
+        pkg.softmax(x=x, axis=1), scipy_call("softmax", x, axis=1), rtol=1e-15
+    )
+    np.testing.assert_allclose(
+        pkg.log_softmax(x=x, axis=0), scipy_call("log_softmax", x, axis=0), rtol=1e-15
+    )
     np.testing.assert_allclose(pkg.softmax(x, 1), scipy_call("softmax", x, axis=1), rtol=1e-15)
     got = pkg.logsumexp(a=x, axis=1, b=None, keepdims=True, return_sign=False)
     np.testing.assert_allclose(got, scipy_call("logsumexp", x, axis=1, keepdims=True), rtol=1e-15)
@@ -403,6 +449,8 @@ def test_signatures_like_scipy(pkg):
 
 def test_precision_default_is_exact(impl):
     # exact differs from fast on this row (fast rounds x - max): the default must be exact
-    x = np.concatenate([[80.0], np.random.default_rng(9).standard_normal(60) * 1e-3]).astype(np.float32)
+    x = np.concatenate([[80.0], np.random.default_rng(9).standard_normal(60) * 1e-3]).astype(
+        np.float32
+    )
     ref = mp_reference(x, "softmax")
     assert_ulp(impl.softmax(x), ref, "softmax", "exact")

@@ -11,6 +11,7 @@ logsumexp follows scipy.  No RuntimeWarning is ever emitted (every test here
 runs with all warnings as errors); a poisoned row never affects another row
 (clean rows are checked against the reference *and* bitwise against the same
 call with the poison replaced by clean data)."""
+
 from __future__ import annotations
 
 import warnings
@@ -22,8 +23,19 @@ from reference import NoReference, check_ulp, reference
 
 SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 129, 1025]
 LONG_SIZES = [4097, 70_001]
-KINDS = ["ninf", "ninf-many", "ninf-all", "ninf-all-but-one", "nan", "pinf", "nan+ninf",
-         "pinf+ninf", "pinf+nan", "pinf-all", "nan-all"]
+KINDS = [
+    "ninf",
+    "ninf-many",
+    "ninf-all",
+    "ninf-all-but-one",
+    "nan",
+    "pinf",
+    "nan+ninf",
+    "pinf+ninf",
+    "pinf+nan",
+    "pinf-all",
+    "nan-all",
+]
 
 
 def positions(n):
@@ -117,12 +129,18 @@ def check_rows(impl, op, precision, x, clean_x, axis, key=None):
         want = 0.0 if op == "softmax" else -np.inf
         sel = ninf & valid
         if not np.all(got[sel] == want):
-            problems.append(f"-inf inputs must give exactly {want}; got {got[sel][got[sel] != want][:5]}")
+            problems.append(
+                f"-inf inputs must give exactly {want}; got {got[sel][got[sel] != want][:5]}"
+            )
         # a poisoned row never affects another row: clean rows bitwise equal
-        same = np.all(np.equal(x, clean_x) | (np.isnan(x) & np.isnan(clean_x)), axis=axis, keepdims=True)
+        same = np.all(
+            np.equal(x, clean_x) | (np.isnan(x) & np.isnan(clean_x)), axis=axis, keepdims=True
+        )
         same = np.broadcast_to(same, x.shape)
         if not np.array_equal(got[same], got_clean[same]):
-            problems.append("clean rows differ bitwise from the same call without the poisoned rows")
+            problems.append(
+                "clean rows differ bitwise from the same call without the poisoned rows"
+            )
     return problems
 
 
@@ -137,13 +155,22 @@ def test_poisoned_rows(impl, precision, op, dtype, kind):
         for p in check_rows(impl, op, precision, x, clean_x, axis=1, key=key):
             failures.append(f"rows n={n}: {p}")
         # columns: the same data transposed, reduced along axis 0
-        for p in check_rows(impl, op, precision, np.ascontiguousarray(x.T), np.ascontiguousarray(clean_x.T),
-                            axis=0, key=key):
+        for p in check_rows(
+            impl,
+            op,
+            precision,
+            np.ascontiguousarray(x.T),
+            np.ascontiguousarray(clean_x.T),
+            axis=0,
+            key=key,
+        ):
             failures.append(f"columns n={n}: {p}")
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("kind", ["ninf", "ninf-all-but-one", "nan", "pinf", "pinf+ninf", "ninf-all"])
+@pytest.mark.parametrize(
+    "kind", ["ninf", "ninf-all-but-one", "nan", "pinf", "pinf+ninf", "ninf-all"]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 def test_poisoned_long_rows(impl, precision, op, dtype, kind):
@@ -157,7 +184,9 @@ def test_poisoned_long_rows(impl, precision, op, dtype, kind):
         x = clean.copy()
         for i, p in enumerate(ps):
             x[i] = poison(clean[i], kind, p)
-        for p in check_rows(impl, op, precision, x, clean, axis=1, key=("long", n, kind, np.dtype(dtype).name)):
+        for p in check_rows(
+            impl, op, precision, x, clean, axis=1, key=("long", n, kind, np.dtype(dtype).name)
+        ):
             failures.append(f"n={n}: {p}")
     assert not failures, "\n".join(failures)
 
@@ -179,7 +208,9 @@ def test_special_values_single_row_all_positions(impl, precision, dtype):
                     if not (np.all(np.isnan(s)) and np.all(np.isnan(ls))):
                         failures.append(f"n={n} {kind}@{p}: not an all-NaN row")
                 else:
-                    if not (s[p] == 0 and ls[p] == -np.inf and np.all(np.isfinite(np.delete(ls, p)))):
+                    if not (
+                        s[p] == 0 and ls[p] == -np.inf and np.all(np.isfinite(np.delete(ls, p)))
+                    ):
                         failures.append(f"n={n} -inf@{p}: softmax {s[p]}, log_softmax {ls[p]}")
                     elif abs(np.sum(s, dtype=np.float64) - 1) > 1e-5:
                         failures.append(f"n={n} -inf@{p}: softmax does not sum to 1")
@@ -195,7 +226,9 @@ def test_all_neg_inf_and_single_neg_inf(impl, precision):
             assert np.all(np.isnan(impl.call("log_softmax", x, precision=precision)))
             x = np.array([-np.inf, 0.0, -np.inf], dt)
             np.testing.assert_array_equal(impl.call("softmax", x, precision=precision), [0, 1, 0])
-            np.testing.assert_array_equal(impl.call("log_softmax", x, precision=precision), [-np.inf, 0, -np.inf])
+            np.testing.assert_array_equal(
+                impl.call("log_softmax", x, precision=precision), [-np.inf, 0, -np.inf]
+            )
             x = np.array([np.inf, -np.inf], dt)
             assert np.all(np.isnan(impl.call("softmax", x, precision=precision)))
             x = np.array([np.inf, np.inf], dt)

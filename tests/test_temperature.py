@@ -6,6 +6,7 @@ mpmath, so a kernel that rounds x / T (or (x - max) / T) once fails it for
 wide spreads. Validation: a real scalar (TypeError otherwise), positive and
 finite (ValueError otherwise).
 """
+
 from __future__ import annotations
 
 import fractions
@@ -17,8 +18,19 @@ from reference import assert_ulp, max_ulp, mp_reference
 SOFT = ["softmax", "log_softmax"]
 DT = [np.float32, np.float64]
 TEMPERATURES = [1e-3, 0.1, 0.7, 1 / 3, 3.0, 1e3]
-AWKWARD = [2.0 ** -20, 1 + 2.0 ** -52, 1 - 2.0 ** -53, 0.999, 7.0, 1e-300, 1e300, 5e-324,
-           np.float32(0.3), 3, fractions.Fraction(1, 3)]
+AWKWARD = [
+    2.0**-20,
+    1 + 2.0**-52,
+    1 - 2.0**-53,
+    0.999,
+    7.0,
+    1e-300,
+    1e300,
+    5e-324,
+    np.float32(0.3),
+    3,
+    fractions.Fraction(1, 3),
+]
 
 
 def _rows(dtype, scale, seed=0):
@@ -37,8 +49,12 @@ def test_exact_x_over_t(impl, op, dtype, temperature):
         ref = mp_reference(x, op, axis=1, temperature=temperature)
         assert_ulp(got, ref, op, msg=f"T={temperature} scale={scale}")
         got = impl.fn(op)(np.ascontiguousarray(x.T), axis=0, temperature=temperature)
-        assert_ulp(got, mp_reference(x.T, op, axis=0, temperature=temperature), op,
-                   msg=f"columns T={temperature} scale={scale}")
+        assert_ulp(
+            got,
+            mp_reference(x.T, op, axis=0, temperature=temperature),
+            op,
+            msg=f"columns T={temperature} scale={scale}",
+        )
 
 
 @pytest.mark.parametrize("temperature", AWKWARD, ids=repr)
@@ -49,8 +65,11 @@ def test_awkward_temperatures(impl, op, dtype, temperature):
     x[0, :3] = [0.0, np.finfo(dtype).tiny, -np.finfo(dtype).tiny]  # tiny spreads
     x[1, :2] = [np.finfo(dtype).max, -np.finfo(dtype).max]  # a spread beyond the range
     got = impl.fn(op)(x, axis=1, temperature=temperature)
-    exact = fractions.Fraction(temperature) if isinstance(temperature, fractions.Fraction) \
+    exact = (
+        fractions.Fraction(temperature)
+        if isinstance(temperature, fractions.Fraction)
         else float(temperature)
+    )
     ref = mp_reference(x, op, axis=1, temperature=_mp_temperature(exact))
     assert_ulp(got, ref, op, msg=f"T={temperature!r}")
 
@@ -70,8 +89,9 @@ def test_fast_precision_is_classical(impl, op):
 
 @pytest.mark.parametrize("op", SOFT)
 def test_special_values_and_where(impl, op):
-    x = np.array([[1.0, -np.inf, 2.0], [np.nan, 1.0, 2.0], [np.inf, 1.0, 0.0],
-                  [-np.inf, -np.inf, -np.inf]])
+    x = np.array(
+        [[1.0, -np.inf, 2.0], [np.nan, 1.0, 2.0], [np.inf, 1.0, 0.0], [-np.inf, -np.inf, -np.inf]]
+    )
     got = impl.fn(op)(x, axis=1, temperature=0.25)
     assert np.isnan(got[1:]).all()
     assert got[0, 1] == (0.0 if op == "softmax" else -np.inf)
@@ -88,10 +108,10 @@ def test_same_as_dividing_where_exact(impl, op):
     """A power-of-two T divides exactly: the result equals softmax(x / T) bitwise."""
     x = _rows(np.float64, 3.0, seed=3)
     for t in (0.25, 2.0, 1024.0):
-        np.testing.assert_array_equal(impl.fn(op)(x, axis=1, temperature=t),
-                                      impl.fn(op)(x / t, axis=1))
-    np.testing.assert_array_equal(impl.fn(op)(x, axis=1, temperature=1),
-                                  impl.fn(op)(x, axis=1))
+        np.testing.assert_array_equal(
+            impl.fn(op)(x, axis=1, temperature=t), impl.fn(op)(x / t, axis=1)
+        )
+    np.testing.assert_array_equal(impl.fn(op)(x, axis=1, temperature=1), impl.fn(op)(x, axis=1))
 
 
 @pytest.mark.parametrize("op", SOFT)
@@ -126,7 +146,7 @@ def test_float32_accuracy_figure(impl):
 def test_validation(impl, op):
     x = np.ones(3)
     fn = impl.fn(op)
-    for bad in (0, 0.0, -1.0, -0.0, np.inf, -np.inf, np.nan, 10 ** 400):
+    for bad in (0, 0.0, -1.0, -0.0, np.inf, -np.inf, np.nan, 10**400):
         with pytest.raises(ValueError, match="temperature"):
             fn(x, temperature=bad)
     for bad in (True, np.True_, 1j, "2", np.array(2.0), [2.0], None, np.complex128(2)):

@@ -2,6 +2,7 @@
 thread count, concurrent Python threads, fork() after a parallel call, and
 threadpoolctl.  The C backend only (skipped without it), except the argument
 checks of set_num_threads, which both backends share."""
+
 from __future__ import annotations
 
 import os
@@ -134,7 +135,7 @@ def test_bitwise_identical_for_every_thread_count(c_impl, dtype, restore_threads
     failures = []
     for name, x, axis in _det_cases(dtype):
         for op in ["softmax", "log_softmax", "logsumexp"]:
-            for precision in (["exact", "fast"] if op != "logsumexp" else ["exact"]):
+            for precision in ["exact", "fast"] if op != "logsumexp" else ["exact"]:
                 results = {}
                 for t in THREADS:
                     native.set_num_threads(t)
@@ -142,7 +143,9 @@ def test_bitwise_identical_for_every_thread_count(c_impl, dtype, restore_threads
                 for t in THREADS[1:]:
                     if not np.array_equal(results[1], results[t]):
                         nd = int(np.count_nonzero(results[1] != results[t]))
-                        failures.append(f"{name} {op} {precision}: {t} threads differ from 1 in {nd} elements")
+                        failures.append(
+                            f"{name} {op} {precision}: {t} threads differ from 1 in {nd} elements"
+                        )
     assert not failures, "\n".join(failures)
 
 
@@ -168,9 +171,16 @@ def test_long_row_many_threads_is_accurate(c_impl, restore_threads):
 def test_concurrent_python_threads(c_impl):
     r = np.random.default_rng(13)
     jobs = []
-    shapes = [((500, 37), 1, np.float64), ((37, 500), 0, np.float32), ((200_000,), None, np.float64),
-              ((64, 64, 8), 1, np.float32), ((3, 5), None, np.float64), ((1000, 129), 1, np.float32),
-              ((70_001,), 0, np.float32), ((300, 300), 0, np.float64)]
+    shapes = [
+        ((500, 37), 1, np.float64),
+        ((37, 500), 0, np.float32),
+        ((200_000,), None, np.float64),
+        ((64, 64, 8), 1, np.float32),
+        ((3, 5), None, np.float64),
+        ((1000, 129), 1, np.float32),
+        ((70_001,), 0, np.float32),
+        ((300, 300), 0, np.float64),
+    ]
     for i, (shape, axis, dt) in enumerate(shapes):
         x = (r.standard_normal(shape) * 3).astype(dt)
         op = ["softmax", "log_softmax", "logsumexp"][i % 3]
@@ -188,7 +198,9 @@ def test_concurrent_python_threads(c_impl):
                 out = None
                 if op != "logsumexp" and it % 2:
                     out = np.empty_like(x)
-                y = c_impl.call(op, x, axis=axis, precision=p, **({"out": out} if out is not None else {}))
+                y = c_impl.call(
+                    op, x, axis=axis, precision=p, **({"out": out} if out is not None else {})
+                )
                 if not np.array_equal(y, serial[k]):
                     errors.append(f"thread {k} ({op} {x.shape}) iteration {it} differs from serial")
                     return

@@ -6,6 +6,7 @@ NaN; the special-value rules of section 1 apply to the included entries.
 The reference (reference.masked_reference) is mpmath on each row's included
 entries alone -- an independent formulation that never sees a mask.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -108,12 +109,14 @@ def test_fully_excluded_rows(impl, op, dtype):
 @pytest.mark.parametrize("op", SOFT)
 def test_special_values_among_included(impl, op):
     inf, nan = np.inf, np.nan
-    x = np.array([
-        [1.0, nan, 2.0, 3.0],     # NaN included: NaN at included, fill at excluded
-        [1.0, inf, 2.0, nan],     # +inf included
-        [-inf, -inf, 5.0, nan],   # only -inf included
-        [-inf, 0.0, 2.0, nan],    # -inf among finite: 0 / -inf there
-    ])
+    x = np.array(
+        [
+            [1.0, nan, 2.0, 3.0],  # NaN included: NaN at included, fill at excluded
+            [1.0, inf, 2.0, nan],  # +inf included
+            [-inf, -inf, 5.0, nan],  # only -inf included
+            [-inf, 0.0, 2.0, nan],  # -inf among finite: 0 / -inf there
+        ]
+    )
     where = np.array([[1, 1, 1, 0], [1, 1, 0, 1], [1, 1, 0, 0], [1, 1, 1, 0]], bool)
     got = impl.fn(op)(x, axis=1, where=where)
     fill = FILL[op]
@@ -138,8 +141,14 @@ def test_logsumexp_special_values(impl):
 def test_broadcasting(impl, op):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((3, 4, 5))
-    for where in (random_mask(rng, (5,)), random_mask(rng, (4, 1)), random_mask(rng, (1, 4, 5)),
-                  random_mask(rng, (3, 1, 1)), np.bool_(False), [True, False, True, True, False]):
+    for where in (
+        random_mask(rng, (5,)),
+        random_mask(rng, (4, 1)),
+        random_mask(rng, (1, 4, 5)),
+        random_mask(rng, (3, 1, 1)),
+        np.bool_(False),
+        [True, False, True, True, False],
+    ):
         full = np.broadcast_to(where, x.shape)
         for axis in (2, 1, (0, 2)):
             got = np.asarray(call(impl, op, x, axis=axis, where=where))
@@ -159,12 +168,13 @@ def test_masked_arrays(impl, op):
     assert type(got) is np.ndarray or np.isscalar(got)
     np.testing.assert_array_equal(got, call(impl, op, data, axis=1, where=~mask))
     explicit = random_mask(rng, data.shape)
-    np.testing.assert_array_equal(call(impl, op, x, axis=1, where=explicit),
-                                  call(impl, op, data, axis=1, where=~mask & explicit))
+    np.testing.assert_array_equal(
+        call(impl, op, x, axis=1, where=explicit),
+        call(impl, op, data, axis=1, where=~mask & explicit),
+    )
     # no mask at all (nomask) reads as the plain data
     plain = np.ma.array(rng.standard_normal((4, 6)))
-    np.testing.assert_array_equal(call(impl, op, plain, axis=1),
-                                  call(impl, op, plain.data, axis=1))
+    np.testing.assert_array_equal(call(impl, op, plain, axis=1), call(impl, op, plain.data, axis=1))
 
 
 @pytest.mark.parametrize("kind", INPUT_KINDS)
@@ -174,15 +184,23 @@ def test_layouts(impl, op, kind):
     x = dict(_inputs(np.float64, np.random.default_rng(1)))[kind]
     before = np.array(x, copy=True)
     rng = np.random.default_rng(2)
-    masks = {"c": random_mask(rng, x.shape), "f": np.asfortranarray(random_mask(rng, x.shape)),
-             "strided": random_mask(rng, (x.shape[0] * 2, x.shape[1]))[::-2]}
+    masks = {
+        "c": random_mask(rng, x.shape),
+        "f": np.asfortranarray(random_mask(rng, x.shape)),
+        "strided": random_mask(rng, (x.shape[0] * 2, x.shape[1]))[::-2],
+    }
     for name, where in masks.items():
         where_before = where.copy()
         for axis in (None, 0, 1, (1, 0)):
             got = np.asarray(call(impl, op, x, axis=axis, where=where))
             ref = masked_reference(np.array(x, np.float64), where, op, axis=axis)
-            assert_ulp(got.astype(np.float64), ref, op, dtype=np.float64,
-                       msg=f"{kind} mask {name} axis={axis}")
+            assert_ulp(
+                got.astype(np.float64),
+                ref,
+                op,
+                dtype=np.float64,
+                msg=f"{kind} mask {name} axis={axis}",
+            )
         np.testing.assert_array_equal(where, where_before)
     np.testing.assert_array_equal(x, before)
 
@@ -223,14 +241,16 @@ def test_logsumexp_with_b(impl):
         expected = impl.logsumexp(a, axis=axis, b=np.where(where, np.abs(b), 0))
         np.testing.assert_allclose(got, expected, rtol=1e-15, atol=0)
         got, sign = impl.logsumexp(poisoned, axis=axis, b=b, where=where, return_sign=True)
-        expected, expected_sign = impl.logsumexp(a, axis=axis, b=np.where(where, b, 0),
-                                                 return_sign=True)
+        expected, expected_sign = impl.logsumexp(
+            a, axis=axis, b=np.where(where, b, 0), return_sign=True
+        )
         np.testing.assert_allclose(got, expected, rtol=1e-15, atol=0)
         np.testing.assert_array_equal(sign, expected_sign)
     # a masked array with b
     got = impl.logsumexp(np.ma.array(a, mask=~where), axis=1, b=2.0)
-    np.testing.assert_allclose(got, impl.logsumexp(a, axis=1, b=np.where(where, 2.0, 0)),
-                               rtol=1e-15, atol=0)
+    np.testing.assert_allclose(
+        got, impl.logsumexp(a, axis=1, b=np.where(where, 2.0, 0)), rtol=1e-15, atol=0
+    )
 
 
 @pytest.mark.parametrize("op", SOFT)

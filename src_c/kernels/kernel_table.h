@@ -21,24 +21,24 @@
  * sum of the non-maximal terms that log1p needs near 0.  An "unmasked" one
  * (the softmax store path) has count == 0. */
 typedef struct {
-    double max;      /* may be NaN or dropped NaN: rest is NaN then */
-    double count;    /* elements equal to max (masked partials) */
-    double rest_hi;  /* sum of the other exp(x - max), double-double */
+    double max;     /* may be NaN or dropped NaN: rest is NaN then */
+    double count;   /* elements equal to max (masked partials) */
+    double rest_hi; /* sum of the other exp(x - max), double-double */
     double rest_lo;
 } csm_partial;
 
 /* What the output pass of a row needs, derived from its partials. */
 typedef struct {
-    double max;         /* M, the row maximum */
-    double inverse_hi;  /* 1 / sum(exp(x - M)) as a double-double */
+    double max;        /* M, the row maximum */
+    double inverse_hi; /* 1 / sum(exp(x - M)) as a double-double */
     double inverse_lo;
-    double log_sum;     /* log(sum(exp(x - M))), computed as log1p(rest) */
+    double log_sum; /* log(sum(exp(x - M))), computed as log1p(rest) */
 } csm_row_scale;
 
 /* How a row ends up, decided from its partials (see row_scale.c). */
 typedef enum {
-    CSM_ROW_FINITE = 0, /* normal row: use the scale */
-    CSM_ROW_NAN = 1,    /* NaN anywhere: everything NaN */
+    CSM_ROW_FINITE = 0,  /* normal row: use the scale */
+    CSM_ROW_NAN = 1,     /* NaN anywhere: everything NaN */
     CSM_ROW_POS_INF = 2, /* +inf present, no NaN: softmax NaN, logsumexp +inf */
     CSM_ROW_NEG_INF = 3  /* only -inf: softmax NaN, logsumexp -inf */
 } csm_row_state;
@@ -80,8 +80,8 @@ typedef struct {
      * complete (NaN where included, 0 / -inf where excluded). */
     void (*columns_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int64_t inner, int64_t columns,
                         int operation, int precision, const csm_temperature *temperature);
-    void (*columns_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int64_t inner,
-                        int64_t columns, int operation, int precision, const csm_temperature *temperature);
+    void (*columns_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int64_t inner, int64_t columns,
+                        int operation, int precision, const csm_temperature *temperature);
     /* `rows` contiguous rows of n <= short_row_limit elements, whole operation
      * (logsumexp: `rows` values).  NULL where per-row kernels are as good. */
     void (*rows_f32)(const float *x, const uint8_t *where, float *y, int64_t rows, int64_t n, int operation,
@@ -95,8 +95,8 @@ typedef struct {
      * columns of an (n, inner) slab, rows `inner` elements apart. */
     void (*backward_f32)(const float *g, const float *s, const uint8_t *where, float *out, int64_t n, int64_t inner,
                          int64_t columns, int operation);
-    void (*backward_f64)(const double *g, const double *s, const uint8_t *where, double *out, int64_t n,
-                         int64_t inner, int64_t columns, int operation);
+    void (*backward_f64)(const double *g, const double *s, const uint8_t *where, double *out, int64_t n, int64_t inner,
+                         int64_t columns, int operation);
     int64_t column_tile_f32; /* widest tile columns_f32 accepts */
     int64_t column_tile_f64;
     int64_t short_row_limit;

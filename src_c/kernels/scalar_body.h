@@ -211,8 +211,8 @@ static void SCALAR_FN(columns)(const ELEMENT *x, const uint8_t *where, ELEMENT *
 /* Gradients (kernel_table.h): per slice, a Kahan sum in double over the
  * included elements, then each output formed in double.  A slice has n
  * elements `stride` apart. */
-static void SCALAR_FN(backward_slice)(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out,
-                                      int64_t n, int64_t stride, int softmax)
+static void SCALAR_FN(backward_slice)(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out, int64_t n,
+                                      int64_t stride, int softmax)
 {
     double sum = 0.0, compensation = 0.0;
     for (int64_t i = 0; i < n; i++) {

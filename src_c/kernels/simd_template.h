@@ -69,18 +69,17 @@
 /* ---- float64 constants ---- */
 #define LOG2E_F64 0x1.71547652B82FEp+0
 #define MAGIC_BIAS_F64 0x1.8000000000000p52 + 1023.0 /* low bits of x + bias are n + 1023 */
-#define LN2_HI_F64 0x1.62E42FEE00000p-1 /* 32 bits: n * LN2_HI_F64 exact for |n| < 2^21 */
+#define LN2_HI_F64 0x1.62E42FEE00000p-1              /* 32 bits: n * LN2_HI_F64 exact for |n| < 2^21 */
 #define LN2_LO_F64 0x1.A39EF35793C76p-33
-#define EXP_CUTOFF_F64 -0x1.6232BDD7ABCD2p+9 /* ln of the smallest normal double */
+#define EXP_CUTOFF_F64 -0x1.6232BDD7ABCD2p+9                /* ln of the smallest normal double */
 #define MAGIC_BIAS_SCALED_F64 0x1.8000000000000p52 + 1087.0 /* 1023 + 64 */
-#define EXP_CUTOFF_SCALED_F64 -0x1.786100D6A6071p+9 /* ln(2^-1086): n + 1087 stays >= 1 */
-#define EXP_ZERO_F64 -708.9   /* n = -1023 */
-#define EXP_ZERO_SCALED_F64 -753.4 /* n = -1087 */
+#define EXP_CUTOFF_SCALED_F64 -0x1.786100D6A6071p+9         /* ln(2^-1086): n + 1087 stays >= 1 */
+#define EXP_ZERO_F64 -708.9                                 /* n = -1023 */
+#define EXP_ZERO_SCALED_F64 -753.4                          /* n = -1087 */
 /* exp(t) = 1 + t + t^2 q(t), q degree 9 (0.07 ULP truncation) */
 static const double EXP_Q_F64[10] = {
-    0x1.AF38A9B0EC855p-26, 0x1.289185613A3D6p-22, 0x1.71DE0DAE63BB3p-19, 0x1.A019B90D2AE7Ap-16,
-    0x1.A01A01A7C41D5p-13, 0x1.6C16C1788BD90p-10, 0x1.11111111109B3p-7,  0x1.5555555553D63p-5,
-    0x1.5555555555556p-3,  0x1.0000000000001p-1,
+    0x1.AF38A9B0EC855p-26, 0x1.289185613A3D6p-22, 0x1.71DE0DAE63BB3p-19, 0x1.A019B90D2AE7Ap-16, 0x1.A01A01A7C41D5p-13,
+    0x1.6C16C1788BD90p-10, 0x1.11111111109B3p-7,  0x1.5555555553D63p-5,  0x1.5555555555556p-3,  0x1.0000000000001p-1,
 };
 
 #define UNROLL 4 /* vectors per main-loop iteration */
@@ -93,26 +92,58 @@ static const double EXP_Q_F64[10] = {
 
 /* Calls BODY(exact, a, b, c) with every flag (0 or 1) a compile-time
  * constant, so each variant is specialised (no run-time flags in loops). */
-#define SPECIALISE(BODY, exact, a, b, c)                                                                           \
-    do {                                                                                                           \
-        switch ((exact) | (a) << 1 | (b) << 2 | (c) << 3) {                                                        \
-        case 0: BODY(0, 0, 0, 0); break;                                                                           \
-        case 1: BODY(1, 0, 0, 0); break;                                                                           \
-        case 2: BODY(0, 1, 0, 0); break;                                                                           \
-        case 3: BODY(1, 1, 0, 0); break;                                                                           \
-        case 4: BODY(0, 0, 1, 0); break;                                                                           \
-        case 5: BODY(1, 0, 1, 0); break;                                                                           \
-        case 6: BODY(0, 1, 1, 0); break;                                                                           \
-        case 7: BODY(1, 1, 1, 0); break;                                                                           \
-        case 8: BODY(0, 0, 0, 1); break;                                                                           \
-        case 9: BODY(1, 0, 0, 1); break;                                                                           \
-        case 10: BODY(0, 1, 0, 1); break;                                                                          \
-        case 11: BODY(1, 1, 0, 1); break;                                                                          \
-        case 12: BODY(0, 0, 1, 1); break;                                                                          \
-        case 13: BODY(1, 0, 1, 1); break;                                                                          \
-        case 14: BODY(0, 1, 1, 1); break;                                                                          \
-        default: BODY(1, 1, 1, 1); break;                                                                          \
-        }                                                                                                          \
+#define SPECIALISE(BODY, exact, a, b, c)                                                                               \
+    do {                                                                                                               \
+        switch ((exact) | (a) << 1 | (b) << 2 | (c) << 3) {                                                            \
+        case 0:                                                                                                        \
+            BODY(0, 0, 0, 0);                                                                                          \
+            break;                                                                                                     \
+        case 1:                                                                                                        \
+            BODY(1, 0, 0, 0);                                                                                          \
+            break;                                                                                                     \
+        case 2:                                                                                                        \
+            BODY(0, 1, 0, 0);                                                                                          \
+            break;                                                                                                     \
+        case 3:                                                                                                        \
+            BODY(1, 1, 0, 0);                                                                                          \
+            break;                                                                                                     \
+        case 4:                                                                                                        \
+            BODY(0, 0, 1, 0);                                                                                          \
+            break;                                                                                                     \
+        case 5:                                                                                                        \
+            BODY(1, 0, 1, 0);                                                                                          \
+            break;                                                                                                     \
+        case 6:                                                                                                        \
+            BODY(0, 1, 1, 0);                                                                                          \
+            break;                                                                                                     \
+        case 7:                                                                                                        \
+            BODY(1, 1, 1, 0);                                                                                          \
+            break;                                                                                                     \
+        case 8:                                                                                                        \
+            BODY(0, 0, 0, 1);                                                                                          \
+            break;                                                                                                     \
+        case 9:                                                                                                        \
+            BODY(1, 0, 0, 1);                                                                                          \
+            break;                                                                                                     \
+        case 10:                                                                                                       \
+            BODY(0, 1, 0, 1);                                                                                          \
+            break;                                                                                                     \
+        case 11:                                                                                                       \
+            BODY(1, 1, 0, 1);                                                                                          \
+            break;                                                                                                     \
+        case 12:                                                                                                       \
+            BODY(0, 0, 1, 1);                                                                                          \
+            break;                                                                                                     \
+        case 13:                                                                                                       \
+            BODY(1, 0, 1, 1);                                                                                          \
+            break;                                                                                                     \
+        case 14:                                                                                                       \
+            BODY(0, 1, 1, 1);                                                                                          \
+            break;                                                                                                     \
+        default:                                                                                                       \
+            BODY(1, 1, 1, 1);                                                                                          \
+            break;                                                                                                     \
+        }                                                                                                              \
     } while (0)
 
 /* 1 / temperature in lanes (hi + lo); (1, 0) without a temperature. */
@@ -131,8 +162,8 @@ static vf_inverse inverse_f32(const csm_temperature *temperature)
         const double wide = temperature->inverse_hi < 0x1.FFFFFEp127 ? temperature->inverse_hi : 0x1.FFFFFEp127;
         const float hi = (float)wide;
         inverse.hi = vf_set1(hi);
-        inverse.lo = vf_set1(wide == temperature->inverse_hi ? (float)((wide - (double)hi) + temperature->inverse_lo)
-                                                             : 0.0f);
+        inverse.lo =
+            vf_set1(wide == temperature->inverse_hi ? (float)((wide - (double)hi) + temperature->inverse_lo) : 0.0f);
     }
     return inverse;
 }
@@ -245,8 +276,8 @@ CSM_INLINE vf scale_f32(vf e, vf inverse_hi, vf inverse_lo, const int exact)
 }
 
 /* (x - M) / T - log_sum: exact in double, rounded once; fast in float. */
-CSM_INLINE vf log_softmax_f32(vf x, vf max_f, vf log_sum_f, vd max_d, vd log_sum_d, const int exact,
-                              const int tempered, vf_inverse inverse, vd inverse_d)
+CSM_INLINE vf log_softmax_f32(vf x, vf max_f, vf log_sum_f, vd max_d, vd log_sum_d, const int exact, const int tempered,
+                              vf_inverse inverse, vd inverse_d)
 {
     if (!exact) {
         vf d = vf_sub(x, max_f);
@@ -387,8 +418,7 @@ CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y,
     /* remaining whole vectors, then the tail */
     for (; i < n; i += VF_LANES) {
         const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
-        vf xk = count == VF_LANES ? vf_load(x + i)
-                                  : vf_load_partial(x + i, count, store ? -INFINITY : row_max);
+        vf xk = count == VF_LANES ? vf_load(x + i) : vf_load_partial(x + i, count, store ? -INFINITY : row_max);
         xk = masked_f32(xk, where, i, count, masked);
         vf e = exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
         if (store) {
@@ -422,7 +452,7 @@ CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y,
 static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
                                 const csm_temperature *temperature, csm_partial *partial)
 {
-#define PARTIAL_F32(exact, store, masked, tempered)                                                                \
+#define PARTIAL_F32(exact, store, masked, tempered)                                                                    \
     partial_f32_body(x, where, y, n, temperature, partial, exact, store, masked, tempered)
     SPECIALISE(PARTIAL_F32, precision == CSM_EXACT, y != NULL, where != NULL, temperature != NULL);
 #undef PARTIAL_F32
@@ -483,10 +513,10 @@ CSM_INLINE void finish_f32_body(const float *x, const uint8_t *where, float *y, 
     }
 }
 
-static void KERNEL(finish_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int operation,
-                               int precision, const csm_temperature *temperature, const csm_row_scale *scale)
+static void KERNEL(finish_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int operation, int precision,
+                               const csm_temperature *temperature, const csm_row_scale *scale)
 {
-#define FINISH_F32(exact, masked, tempered, unused)                                                                \
+#define FINISH_F32(exact, masked, tempered, unused)                                                                    \
     finish_f32_body(x, where, y, n, operation, temperature, scale, exact, masked, tempered)
     SPECIALISE(FINISH_F32, precision == CSM_EXACT, where != NULL, temperature != NULL, 0);
 #undef FINISH_F32
@@ -668,8 +698,7 @@ CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *
     /* remaining vector, then the tail */
     for (; i < n; i += VD_LANES) {
         const int64_t count = n - i < VD_LANES ? n - i : VD_LANES;
-        vd xk = count == VD_LANES ? vd_load(x + i)
-                                  : vd_load_partial(x + i, count, store ? -INFINITY : row_max);
+        vd xk = count == VD_LANES ? vd_load(x + i) : vd_load_partial(x + i, count, store ? -INFINITY : row_max);
         xk = masked_f64(xk, where, i, count, masked);
         vd e = exp_minus_max_f64(xk, negative_max, exact, !store, tempered, inverse);
         if (store) {
@@ -708,7 +737,7 @@ CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *
 static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
                                 const csm_temperature *temperature, csm_partial *partial)
 {
-#define PARTIAL_F64(exact, store, masked, tempered)                                                                \
+#define PARTIAL_F64(exact, store, masked, tempered)                                                                    \
     partial_f64_body(x, where, y, n, temperature, partial, exact, store, masked, tempered)
     SPECIALISE(PARTIAL_F64, precision == CSM_EXACT, y != NULL, where != NULL, temperature != NULL);
 #undef PARTIAL_F64
@@ -766,7 +795,7 @@ CSM_INLINE void finish_f64_body(const double *x, const uint8_t *where, double *y
 static void KERNEL(finish_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int operation,
                                int precision, const csm_temperature *temperature, const csm_row_scale *scale)
 {
-#define FINISH_F64(exact, masked, tempered, unused)                                                                \
+#define FINISH_F64(exact, masked, tempered, unused)                                                                    \
     finish_f64_body(x, where, y, n, operation, temperature, scale, exact, masked, tempered)
     SPECIALISE(FINISH_F64, precision == CSM_EXACT, where != NULL, temperature != NULL, 0);
 #undef FINISH_F64
@@ -790,8 +819,7 @@ typedef struct {
 /* Turns per-lane partials into log-sums (log1p is scalar); writes logsumexp
  * results directly.  Special rows get NaN, which poisons the whole column. */
 static void column_scales_from_partials(const csm_partial *partials, int64_t columns, int operation,
-                                        const csm_temperature *temperature, column_scales *scales,
-                                        double *logsumexp)
+                                        const csm_temperature *temperature, column_scales *scales, double *logsumexp)
 {
     for (int64_t j = 0; j < columns; j++) {
         csm_row_scale scale;
@@ -842,8 +870,8 @@ CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y,
     for (int64_t i = 0; i < n; i++)
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VF_LANES;
-            max_v[v] = vf_max(max_v[v], masked_f32(column_load_f32(x + at, lanes[v], -INFINITY), where, at,
-                                                   lanes[v], masked));
+            max_v[v] =
+                vf_max(max_v[v], masked_f32(column_load_f32(x + at, lanes[v], -INFINITY), where, at, lanes[v], masked));
         }
 
     if (tempered && exact) { /* tail lanes hold -inf */
@@ -961,7 +989,7 @@ CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y,
 static void KERNEL(columns_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int64_t inner,
                                 int64_t columns, int operation, int precision, const csm_temperature *temperature)
 {
-#define COLUMNS_F32(exact, full, masked, tempered)                                                                 \
+#define COLUMNS_F32(exact, full, masked, tempered)                                                                     \
     columns_f32_body(x, where, y, n, inner, columns, operation, temperature, exact, full, masked, tempered)
     SPECIALISE(COLUMNS_F32, precision == CSM_EXACT, columns == COLUMN_VECTORS * VF_LANES, where != NULL,
                temperature != NULL);
@@ -1000,8 +1028,8 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
     for (int64_t i = 0; i < n; i++)
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VD_LANES;
-            max_v[v] = vd_max(max_v[v], masked_f64(column_load_f64(x + at, lanes[v], -INFINITY), where, at,
-                                                   lanes[v], masked));
+            max_v[v] =
+                vd_max(max_v[v], masked_f64(column_load_f64(x + at, lanes[v], -INFINITY), where, at, lanes[v], masked));
         }
 
     if (tempered && exact) { /* tail lanes hold -inf */
@@ -1048,7 +1076,8 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
             vd sum_hi = vd_sub(sums[v], compensations[v]);
             vd sum_lo = vd_sub(vd_zero(), vd_add(compensations[v], vd_sub(sum_hi, sums[v])));
             vd inverse_hi = vd_div(vd_set1(1.0), sum_hi);
-            vd residual = vd_sub(vd_fma(vd_sub(vd_zero(), inverse_hi), sum_hi, vd_set1(1.0)), vd_mul(inverse_hi, sum_lo));
+            vd residual =
+                vd_sub(vd_fma(vd_sub(vd_zero(), inverse_hi), sum_hi, vd_set1(1.0)), vd_mul(inverse_hi, sum_lo));
             vd inverse_lo = vd_mul(residual, inverse_hi);
             for (int64_t i = 0; i < n; i++) {
                 const int64_t at = i * inner + v * VD_LANES;
@@ -1106,7 +1135,7 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
 static void KERNEL(columns_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int64_t inner,
                                 int64_t columns, int operation, int precision, const csm_temperature *temperature)
 {
-#define COLUMNS_F64(exact, full, masked, tempered)                                                                 \
+#define COLUMNS_F64(exact, full, masked, tempered)                                                                     \
     columns_f64_body(x, where, y, n, inner, columns, operation, temperature, exact, full, masked, tempered)
     SPECIALISE(COLUMNS_F64, precision == CSM_EXACT, columns == COLUMN_VECTORS_F64 * VD_LANES, where != NULL,
                temperature != NULL);
@@ -1126,8 +1155,8 @@ static void KERNEL(columns_f64)(const double *x, const uint8_t *where, double *y
 /* destination[i * destination_stride + j] = source[j * source_stride + i] for
  * i < columns, j < rows: 8x8 register blocks where the vocabulary has them,
  * element by element for the edges. */
-static void transpose_f32(const float *source, int64_t source_stride, float *destination,
-                          int64_t destination_stride, int64_t rows, int64_t columns)
+static void transpose_f32(const float *source, int64_t source_stride, float *destination, int64_t destination_stride,
+                          int64_t rows, int64_t columns)
 {
     int64_t full_rows = 0, full_columns = 0;
 #ifdef VF_HAS_TRANSPOSE_8X8
@@ -1154,7 +1183,9 @@ static void transpose_where(const uint8_t *where, int64_t n, uint8_t *destinatio
 static void KERNEL(rows_f32)(const float *x, const uint8_t *where, float *y, int64_t rows, int64_t n, int operation,
                              int precision, const csm_temperature *temperature)
 {
-    enum { TILE = COLUMN_VECTORS * VF_LANES };
+    enum {
+        TILE = COLUMN_VECTORS * VF_LANES
+    };
     float buffer[SHORT_ROW_LIMIT * TILE];
     uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
@@ -1170,10 +1201,12 @@ static void KERNEL(rows_f32)(const float *x, const uint8_t *where, float *y, int
     }
 }
 
-static void KERNEL(rows_f64)(const double *x, const uint8_t *where, double *y, int64_t rows, int64_t n,
-                             int operation, int precision, const csm_temperature *temperature)
+static void KERNEL(rows_f64)(const double *x, const uint8_t *where, double *y, int64_t rows, int64_t n, int operation,
+                             int precision, const csm_temperature *temperature)
 {
-    enum { TILE = COLUMN_VECTORS_F64 * VD_LANES };
+    enum {
+        TILE = COLUMN_VECTORS_F64 * VD_LANES
+    };
     double buffer[SHORT_ROW_LIMIT * TILE];
     uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
@@ -1280,8 +1313,8 @@ CSM_INLINE void backward_columns_f32(const float *g, const float *s, const uint8
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VF_LANES;
             vf_mask keep = masked ? where_f32(where, at, lanes[v]) : all_lanes_f32();
-            vf term = backward_term_f32(column_load_f32(g + at, lanes[v], 0.0f), column_load_f32(s + at, lanes[v], 0.0f),
-                                        keep, softmax, masked);
+            vf term = backward_term_f32(column_load_f32(g + at, lanes[v], 0.0f),
+                                        column_load_f32(s + at, lanes[v], 0.0f), keep, softmax, masked);
             vd *row_sums = sums[i & 1];
             row_sums[2 * v] = vd_add(row_sums[2 * v], vd_from_vf_low(term));
             row_sums[2 * v + 1] = vd_add(row_sums[2 * v + 1], vd_from_vf_high(term));
@@ -1289,8 +1322,8 @@ CSM_INLINE void backward_columns_f32(const float *g, const float *s, const uint8
     }
     vf totals[COLUMN_VECTORS];
     for (int v = 0; v < vectors; v++)
-        totals[v] = vf_from_vd_pair(vd_add(sums[0][2 * v], sums[1][2 * v]),
-                                    vd_add(sums[0][2 * v + 1], sums[1][2 * v + 1]));
+        totals[v] =
+            vf_from_vd_pair(vd_add(sums[0][2 * v], sums[1][2 * v]), vd_add(sums[0][2 * v + 1], sums[1][2 * v + 1]));
     for (int64_t i = 0; i < n; i++)
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VF_LANES;
@@ -1347,9 +1380,9 @@ CSM_INLINE void backward_columns_f64(const double *g, const double *s, const uin
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VD_LANES;
             vd_mask keep = masked ? where_f64(where, at, lanes[v]) : all_lanes_f64();
-            sums[i & 1][v] = vd_add(sums[i & 1][v], backward_term_f64(column_load_f64(g + at, lanes[v], 0.0),
-                                                                      column_load_f64(s + at, lanes[v], 0.0), keep,
-                                                                      softmax, masked));
+            sums[i & 1][v] = vd_add(sums[i & 1][v],
+                                    backward_term_f64(column_load_f64(g + at, lanes[v], 0.0),
+                                                      column_load_f64(s + at, lanes[v], 0.0), keep, softmax, masked));
         }
     }
     for (int v = 0; v < vectors; v++)
@@ -1370,7 +1403,9 @@ CSM_INLINE void backward_columns_f64(const double *g, const double *s, const uin
 CSM_INLINE void backward_short_rows_f32(const float *g, const float *s, const uint8_t *where, float *out, int64_t rows,
                                         int64_t n, const int softmax, const int masked)
 {
-    enum { TILE = COLUMN_VECTORS * VF_LANES };
+    enum {
+        TILE = COLUMN_VECTORS * VF_LANES
+    };
     float g_buffer[SHORT_ROW_LIMIT * TILE], s_buffer[SHORT_ROW_LIMIT * TILE];
     uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
@@ -1387,7 +1422,9 @@ CSM_INLINE void backward_short_rows_f32(const float *g, const float *s, const ui
 CSM_INLINE void backward_short_rows_f64(const double *g, const double *s, const uint8_t *where, double *out,
                                         int64_t rows, int64_t n, const int softmax, const int masked)
 {
-    enum { TILE = COLUMN_VECTORS_F64 * VD_LANES };
+    enum {
+        TILE = COLUMN_VECTORS_F64 * VD_LANES
+    };
     double g_buffer[SHORT_ROW_LIMIT * TILE], s_buffer[SHORT_ROW_LIMIT * TILE];
     uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
@@ -1407,37 +1444,37 @@ CSM_INLINE void backward_short_rows_f64(const double *g, const double *s, const 
 }
 
 /* inner == 1: `columns` consecutive rows of n; else a tile of columns. */
-#define BACKWARD_BODY(SUFFIX, ELEMENT)                                                                             \
-    static void KERNEL(backward_##SUFFIX)(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out,    \
-                                          int64_t n, int64_t inner, int64_t columns, int operation)                \
-    {                                                                                                              \
-        const int softmax = operation == CSM_SOFTMAX;                                                              \
-        if (inner > 1) {                                                                                           \
-            if (softmax)                                                                                           \
-                where ? backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 1, 1)                       \
-                      : backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 1, 0);                      \
-            else                                                                                                   \
-                where ? backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 0, 1)                       \
-                      : backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 0, 0);                      \
-        } else if (n <= SHORT_ROW_LIMIT) {                                                                         \
-            if (softmax)                                                                                           \
-                where ? backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 1, 1)                           \
-                      : backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 1, 0);                          \
-            else                                                                                                   \
-                where ? backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 0, 1)                           \
-                      : backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 0, 0);                          \
-        } else {                                                                                                   \
-            for (int64_t row = 0; row < columns; row++) {                                                          \
-                const int64_t at = row * n;                                                                        \
-                const uint8_t *row_where = where ? where + at : NULL;                                              \
-                if (softmax)                                                                                       \
-                    row_where ? backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 1, 1)                \
-                              : backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 1, 0);               \
-                else                                                                                               \
-                    row_where ? backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 0, 1)                \
-                              : backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 0, 0);               \
-            }                                                                                                      \
-        }                                                                                                          \
+#define BACKWARD_BODY(SUFFIX, ELEMENT)                                                                                 \
+    static void KERNEL(backward_##SUFFIX)(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out,      \
+                                          int64_t n, int64_t inner, int64_t columns, int operation)                    \
+    {                                                                                                                  \
+        const int softmax = operation == CSM_SOFTMAX;                                                                  \
+        if (inner > 1) {                                                                                               \
+            if (softmax)                                                                                               \
+                where ? backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 1, 1)                           \
+                      : backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 1, 0);                          \
+            else                                                                                                       \
+                where ? backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 0, 1)                           \
+                      : backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 0, 0);                          \
+        } else if (n <= SHORT_ROW_LIMIT) {                                                                             \
+            if (softmax)                                                                                               \
+                where ? backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 1, 1)                               \
+                      : backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 1, 0);                              \
+            else                                                                                                       \
+                where ? backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 0, 1)                               \
+                      : backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 0, 0);                              \
+        } else {                                                                                                       \
+            for (int64_t row = 0; row < columns; row++) {                                                              \
+                const int64_t at = row * n;                                                                            \
+                const uint8_t *row_where = where ? where + at : NULL;                                                  \
+                if (softmax)                                                                                           \
+                    row_where ? backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 1, 1)                    \
+                              : backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 1, 0);                   \
+                else                                                                                                   \
+                    row_where ? backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 0, 1)                    \
+                              : backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 0, 0);                   \
+            }                                                                                                          \
+        }                                                                                                              \
     }
 
 BACKWARD_BODY(f32, float)

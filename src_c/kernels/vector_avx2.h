@@ -20,7 +20,6 @@ typedef __m256d vd_mask;
 typedef __m256i vf_count; /* int32 lanes */
 typedef __m256i vd_count; /* int64 lanes */
 
-
 /* ---- float32 ---- */
 CSM_INLINE vf vf_set1(float a) { return _mm256_set1_ps(a); }
 CSM_INLINE vf vf_load(const float *p) { return _mm256_loadu_ps(p); }
@@ -45,10 +44,10 @@ CSM_INLINE vf vf_fms(vf a, vf b, vf c) { return _mm256_fmsub_ps(a, b, c); } /* a
 /* min/max return the second operand when either is NaN: callers put the value that must propagate second. */
 CSM_INLINE vf vf_max(vf a, vf b) { return _mm256_max_ps(a, b); }
 CSM_INLINE vf vf_min(vf a, vf b) { return _mm256_min_ps(a, b); }
-CSM_INLINE vf_mask vf_not_less(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_NLT_UQ); } /* true for NaN */
+CSM_INLINE vf_mask vf_not_less(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_NLT_UQ); }  /* true for NaN */
 CSM_INLINE vf_mask vf_not_equal(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_UQ); } /* true for NaN */
-CSM_INLINE vf vf_keep(vf_mask keep, vf v) { return _mm256_and_ps(keep, v); }       /* 0 where !keep */
-CSM_INLINE vf vf_select(vf_mask m, vf a, vf b) { return _mm256_blendv_ps(b, a, m); } /* m ? a : b */
+CSM_INLINE vf vf_keep(vf_mask keep, vf v) { return _mm256_and_ps(keep, v); }             /* 0 where !keep */
+CSM_INLINE vf vf_select(vf_mask m, vf a, vf b) { return _mm256_blendv_ps(b, a, m); }     /* m ? a : b */
 /* Lane j true where the byte p[j] is nonzero (a NumPy bool mask). */
 CSM_INLINE vf_mask vf_mask_from_bytes(const uint8_t *p)
 {

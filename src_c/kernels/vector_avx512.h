@@ -19,7 +19,6 @@ typedef __mmask8 vd_mask;
 typedef __m512i vf_count; /* int32 lanes */
 typedef __m512i vd_count; /* int64 lanes */
 
-
 /* ---- float32 ---- */
 CSM_INLINE vf vf_set1(float a) { return _mm512_set1_ps(a); }
 CSM_INLINE vf vf_load(const float *p) { return _mm512_loadu_ps(p); }

@@ -69,7 +69,7 @@ CSM_INLINE void vf_store_partial(float *p, vf v, int64_t count)
 CSM_INLINE vf vf_add(vf a, vf b) { return vaddq_f32(a, b); }
 CSM_INLINE vf vf_sub(vf a, vf b) { return vsubq_f32(a, b); }
 CSM_INLINE vf vf_mul(vf a, vf b) { return vmulq_f32(a, b); }
-CSM_INLINE vf vf_fma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); } /* a * b + c, one rounding */
+CSM_INLINE vf vf_fma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }            /* a * b + c, one rounding */
 CSM_INLINE vf vf_fms(vf a, vf b, vf c) { return vfmaq_f32(vnegq_f32(c), a, b); } /* a * b - c, one rounding */
 /* NaN in either operand gives NaN (see the top of this file). */
 CSM_INLINE vf vf_max(vf a, vf b) { return vmaxq_f32(a, b); }

@@ -77,17 +77,24 @@ def _bool_array(where):
 
 
 def where_mask(where, shape):
-    """`where` as a bool array broadcast to `shape`; None when it excludes nothing."""
+    """`where` as a bool array broadcast to `shape`; None when it excludes nothing.
+
+    Only a mask smaller than `shape` (one that broadcasts) is scanned for that:
+    scanning a full-size mask would cost a pass over it on every call, and the
+    masked kernels give the same result for an all-True mask anyway.
+    """
     if where is None:
         return None
     where = _bool_array(where)
     try:
-        where = np.broadcast_to(where, shape)
+        broadcast = np.broadcast_to(where, shape)
     except ValueError:
         raise ValueError(
             f"where of shape {where.shape} cannot be broadcast to the input's shape {shape}"
         ) from None
-    return None if where.all() else where
+    if (where.size < broadcast.size or broadcast.size <= 1) and where.all():
+        return None
+    return broadcast
 
 
 def check_temperature(temperature):

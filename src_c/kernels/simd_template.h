@@ -816,22 +816,71 @@ typedef struct {
     double log_sum[COLUMN_VECTORS * VF_LANES];
 } column_scales;
 
-/* Turns per-lane partials into log-sums (log1p is scalar); writes logsumexp
- * results directly.  Special rows get NaN, which poisons the whole column. */
-static void column_scales_from_partials(const csm_partial *partials, int64_t columns, int operation,
-                                        const csm_temperature *temperature, column_scales *scales, double *logsumexp)
+/* log1p(r) for finite r >= 0, within about an ULP: u = 1 + r with its
+ * rounding error c = (r - (u - 1)) / u; u = 2^k m with m in [sqrt(1/2),
+ * sqrt(2)); log(m) = 2 atanh(s), s = (m - 1) / (m + 1), as f - h + s (h + R)
+ * with f = m - 1, h = f^2 / 2 and R(s^2) the atanh series' tail to s^22
+ * (|s| < 0.172: truncation below 2^-60); k ln2 split so k * LN2_HI is exact. */
+CSM_INLINE vd log1p_f64(vd r)
 {
-    for (int64_t j = 0; j < columns; j++) {
-        csm_row_scale scale;
-        csm_row_state state = csm_row_scale_from_partials(&partials[j], 1, operation, temperature, &scale);
-        if (operation == CSM_LOGSUMEXP) {
-            logsumexp[j] = csm_logsumexp_from_state(state, &scale);
-            continue;
+    const vd one = vd_set1(1.0);
+    vd u = vd_add(one, r);
+    vd c = vd_div(vd_sub(r, vd_sub(u, one)), u);
+    vd k = vd_exponent_of(u), m = vd_mantissa_of(u);
+    vd_mask high = vd_not_less(m, vd_set1(0x1.6A09E667F3BCDp+0)); /* sqrt(2) */
+    m = vd_select(high, vd_mul(m, vd_set1(0.5)), m);
+    k = vd_select(high, vd_add(k, one), k);
+    vd f = vd_sub(m, one); /* exact (Sterbenz) */
+    vd s = vd_div(f, vd_add(m, one));
+    vd z = vd_mul(s, s);
+    /* R = sum_{j=1..11} 2 z^j / (2j + 1), Horner */
+    vd p = vd_set1(2.0 / 23.0);
+    static const double tail[10] = {2.0 / 21, 2.0 / 19, 2.0 / 17, 2.0 / 15, 2.0 / 13,
+                                    2.0 / 11, 2.0 / 9,  2.0 / 7,  2.0 / 5,  2.0 / 3};
+    for (int j = 0; j < 10; j++)
+        p = vd_fma(p, z, vd_set1(tail[j]));
+    vd big_r = vd_mul(p, z);
+    vd h = vd_mul(vd_mul(f, f), vd_set1(0.5));
+    /* log(m) = f - h + s (h + R); then + k ln2 + c */
+    vd low = vd_fma(k, vd_set1(LN2_LO_F64), vd_add(c, vd_fma(s, vd_add(h, big_r), vd_sub(vd_zero(), h))));
+    return vd_fma(k, vd_set1(LN2_HI_F64), vd_add(f, low));
+}
+
+/* Turns per-lane partials into log-sums: log1p in vectors for the finite
+ * lanes (so a lane's bits never depend on its neighbours), the scalar
+ * special-value rules of row_scale.c for the others (NaN, infinities,
+ * nothing finite); writes logsumexp results directly.  Special rows get NaN,
+ * which poisons the whole column. */
+static void column_scales_from_partials(const csm_partial *partials, int64_t columns, int operation,
+                                        const csm_temperature *temperature, column_scales *scales,
+                                        double *logsumexp)
+{
+    enum { LANES = COLUMN_VECTORS * VF_LANES };
+    double rest[LANES];
+    int64_t j = 0;
+    for (; j < columns; j++) {
+        /* rest = (count - 1) + rest_hi + rest_lo, the sum row_scale.c forms */
+        const csm_partial *p = &partials[j];
+        const double ones = p->count - 1.0, total = ones + p->rest_hi;
+        const double virtual_rest = total - ones;
+        const double error = (ones - (total - virtual_rest)) + (p->rest_hi - virtual_rest);
+        rest[j] = total + (error + p->rest_lo);
+    }
+    for (; j < LANES; j++)
+        rest[j] = 0.0;
+    for (j = 0; j < columns; j += VD_LANES)
+        vd_store(scales->log_sum + j, log1p_f64(vd_load(rest + j)));
+    for (j = 0; j < columns; j++) {
+        scales->max[j] = partials[j].max;
+        if (!isfinite(partials[j].max) || !isfinite(rest[j])) {
+            csm_row_scale scale;
+            csm_row_state state = csm_row_scale_from_partials(&partials[j], 1, operation, temperature, &scale);
+            if (operation == CSM_LOGSUMEXP)
+                logsumexp[j] = csm_logsumexp_from_state(state, &scale);
+            scales->max[j] = scales->log_sum[j] = NAN;
+        } else if (operation == CSM_LOGSUMEXP) {
+            logsumexp[j] = scales->max[j] + scales->log_sum[j];
         }
-        if (state != CSM_ROW_FINITE)
-            scale.max = scale.log_sum = NAN;
-        scales->max[j] = scale.max;
-        scales->log_sum[j] = scale.log_sum;
     }
 }
 
@@ -931,7 +980,7 @@ CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y,
     }
 
     /* log_softmax / logsumexp: per-lane log1p of the non-maximal sum */
-    csm_partial partials[COLUMN_VECTORS * VF_LANES];
+    csm_partial partials[COLUMN_VECTORS * VF_LANES] = {{0.0, 0.0, 0.0, 0.0}};
     for (int v = 0; v < vectors; v++) {
         float maxima[VF_LANES];
         double totals[VF_LANES];
@@ -1091,7 +1140,7 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
     }
 
     /* log_softmax / logsumexp: per-lane log1p of the non-maximal sum */
-    csm_partial partials[COLUMN_VECTORS_F64 * VD_LANES];
+    csm_partial partials[COLUMN_VECTORS_F64 * VD_LANES] = {{0.0, 0.0, 0.0, 0.0}};
     for (int v = 0; v < vectors; v++) {
         double maxima[VD_LANES], totals[VD_LANES], errors[VD_LANES];
         int64_t others[VD_LANES];

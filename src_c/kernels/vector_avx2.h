@@ -112,6 +112,19 @@ CSM_INLINE vd_mask vd_mask_from_bytes(const uint8_t *p)
     __m256i wide = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(word));
     return _mm256_castsi256_pd(_mm256_cmpgt_epi64(wide, _mm256_setzero_si256()));
 }
+/* For a positive normal v = 2^e * m, m in [1, 2): e (as a double) and m, from the bits. */
+CSM_INLINE vd vd_exponent_of(vd v)
+{
+    const __m256d magic = _mm256_set1_pd(0x1p52); /* 2^52 + e, read as a double, is exact */
+    __m256i field = _mm256_srli_epi64(_mm256_castpd_si256(v), 52);
+    return _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(field, _mm256_castpd_si256(magic))),
+                         _mm256_set1_pd(0x1p52 + 1023.0));
+}
+CSM_INLINE vd vd_mantissa_of(vd v)
+{
+    __m256i fraction = _mm256_and_si256(_mm256_castpd_si256(v), _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL));
+    return _mm256_castsi256_pd(_mm256_or_si256(fraction, _mm256_castpd_si256(_mm256_set1_pd(1.0))));
+}
 CSM_INLINE vd vd_exponent_from_biased(vd biased)
 {
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(biased), 52));

@@ -98,6 +98,9 @@ CSM_INLINE vd_mask vd_mask_from_bytes(const uint8_t *p)
     const __m128i bytes = _mm_loadl_epi64((const __m128i *)p);
     return (vd_mask)_mm_test_epi8_mask(bytes, bytes);
 }
+/* For a positive normal v = 2^e * m, m in [1, 2): e (as a double) and m. */
+CSM_INLINE vd vd_exponent_of(vd v) { return _mm512_getexp_pd(v); }
+CSM_INLINE vd vd_mantissa_of(vd v) { return _mm512_getmant_pd(v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero); }
 CSM_INLINE vd vd_exponent_from_biased(vd biased)
 {
     return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(biased), 52));

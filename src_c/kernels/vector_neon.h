@@ -137,6 +137,19 @@ CSM_INLINE vd_mask vd_mask_from_bytes(const uint8_t *p)
     uint64x2_t wide = vcombine_u64(vcreate_u64(p[0]), vcreate_u64(p[1]));
     return vtstq_u64(wide, wide);
 }
+/* For a positive normal v = 2^e * m, m in [1, 2): e (as a double) and m, from the bits. */
+CSM_INLINE vd vd_exponent_of(vd v)
+{
+    const float64x2_t magic = vdupq_n_f64(0x1p52); /* 2^52 + e, read as a double, is exact */
+    uint64x2_t field = vshrq_n_u64(vreinterpretq_u64_f64(v), 52);
+    return vsubq_f64(vreinterpretq_f64_u64(vorrq_u64(field, vreinterpretq_u64_f64(magic))),
+                     vdupq_n_f64(0x1p52 + 1023.0));
+}
+CSM_INLINE vd vd_mantissa_of(vd v)
+{
+    uint64x2_t fraction = vandq_u64(vreinterpretq_u64_f64(v), vdupq_n_u64(0x000FFFFFFFFFFFFFULL));
+    return vreinterpretq_f64_u64(vorrq_u64(fraction, vreinterpretq_u64_f64(vdupq_n_f64(1.0))));
+}
 CSM_INLINE vd vd_exponent_from_biased(vd biased)
 {
     return vreinterpretq_f64_u64(vshlq_n_u64(vreinterpretq_u64_f64(biased), 52));

@@ -346,13 +346,21 @@ CSM_INLINE void fold_float_sums(vf *float_sums, vd *sums)
 /* store: y = exp(x - M), plain sum.  !store: masked sum of the non-maximal
  * terms plus the count of maxima (tail lanes are filled with M, which counts
  * nowhere: count is n minus the non-maximal lanes). */
-static void KERNEL(mask_f32)(const float *x, const uint8_t *where, float *y, int64_t n)
+/* y = x where included, `fill` where excluded (y may be x). */
+static void fill_excluded_f32(const float *x, const uint8_t *where, float *y, int64_t n, float fill)
 {
+    const vf fill_v = vf_set1(fill);
     int64_t i = 0;
     for (; i + VF_LANES <= n; i += VF_LANES)
-        vf_store(y + i, masked_f32(vf_load(x + i), where, i, VF_LANES, 1));
+        vf_store(y + i, vf_select(where_f32(where, i, VF_LANES), vf_load(x + i), fill_v));
     if (i < n)
-        vf_store_partial(y + i, masked_f32(vf_load_partial(x + i, n - i, 0.0f), where, i, n - i, 1), n - i);
+        vf_store_partial(y + i, vf_select(where_f32(where, i, n - i), vf_load_partial(x + i, n - i, 0.0f), fill_v),
+                         n - i);
+}
+
+static void KERNEL(mask_f32)(const float *x, const uint8_t *where, float *y, int64_t n)
+{
+    fill_excluded_f32(x, where, y, n, -INFINITY);
 }
 
 static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
@@ -642,13 +650,20 @@ static void sum_kahan_lanes(const vd *sums, const vd *compensations, int count, 
 /* float64 row kernels                                                        */
 /* ------------------------------------------------------------------------- */
 
-static void KERNEL(mask_f64)(const double *x, const uint8_t *where, double *y, int64_t n)
+static void fill_excluded_f64(const double *x, const uint8_t *where, double *y, int64_t n, double fill)
 {
+    const vd fill_v = vd_set1(fill);
     int64_t i = 0;
     for (; i + VD_LANES <= n; i += VD_LANES)
-        vd_store(y + i, masked_f64(vd_load(x + i), where, i, VD_LANES, 1));
+        vd_store(y + i, vd_select(where_f64(where, i, VD_LANES), vd_load(x + i), fill_v));
     if (i < n)
-        vd_store_partial(y + i, masked_f64(vd_load_partial(x + i, n - i, 0.0), where, i, n - i, 1), n - i);
+        vd_store_partial(y + i, vd_select(where_f64(where, i, n - i), vd_load_partial(x + i, n - i, 0.0), fill_v),
+                         n - i);
+}
+
+static void KERNEL(mask_f64)(const double *x, const uint8_t *where, double *y, int64_t n)
+{
+    fill_excluded_f64(x, where, y, n, -INFINITY);
 }
 
 static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
@@ -852,10 +867,11 @@ CSM_INLINE vd log1p_f64(vd r)
  * nothing finite); writes logsumexp results directly.  Special rows get NaN,
  * which poisons the whole column. */
 static void column_scales_from_partials(const csm_partial *partials, int64_t columns, int operation,
-                                        const csm_temperature *temperature, column_scales *scales,
-                                        double *logsumexp)
+                                        const csm_temperature *temperature, column_scales *scales, double *logsumexp)
 {
-    enum { LANES = COLUMN_VECTORS * VF_LANES };
+    enum {
+        LANES = COLUMN_VECTORS * VF_LANES
+    };
     double rest[LANES];
     int64_t j = 0;
     for (; j < columns; j++) {
@@ -1221,32 +1237,33 @@ static void transpose_f32(const float *source, int64_t source_stride, float *des
             destination[i * destination_stride + j] = source[j * source_stride + i];
 }
 
-/* The tile's mask bytes, transposed like its elements. */
-static void transpose_where(const uint8_t *where, int64_t n, uint8_t *destination, int64_t tile, int64_t count)
-{
-    for (int64_t j = 0; j < count; j++)
-        for (int64_t i = 0; i < n; i++)
-            destination[i * tile + j] = where[j * n + i];
-}
-
+/* Masked short rows: the tile's rows (contiguous) are first copied with
+ * excluded elements set to -inf, and the outputs' excluded elements are set
+ * afterwards (special rows are NaN everywhere in the column kernel): two
+ * contiguous vector passes instead of a transposed mask. */
 static void KERNEL(rows_f32)(const float *x, const uint8_t *where, float *y, int64_t rows, int64_t n, int operation,
                              int precision, const csm_temperature *temperature)
 {
     enum {
         TILE = COLUMN_VECTORS * VF_LANES
     };
-    float buffer[SHORT_ROW_LIMIT * TILE];
-    uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
+    float buffer[SHORT_ROW_LIMIT * TILE], masked_rows[SHORT_ROW_LIMIT * TILE];
+    const float excluded = operation == CSM_SOFTMAX ? 0.0f : -INFINITY;
     for (int64_t first = 0; first < rows; first += TILE) {
         const int64_t count = rows - first < TILE ? rows - first : TILE;
-        transpose_f32(x + first * n, n, buffer, TILE, count, n);
-        if (where)
-            transpose_where(where + first * n, n, where_buffer, TILE, count);
+        const float *source = x + first * n;
+        if (where) {
+            fill_excluded_f32(source, where + first * n, masked_rows, count * n, -INFINITY);
+            source = masked_rows;
+        }
+        transpose_f32(source, n, buffer, TILE, count, n);
         float *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
-        KERNEL(columns_f32)(buffer, where ? where_buffer : NULL, destination, n, TILE, count, operation, precision,
-                            temperature);
-        if (operation != CSM_LOGSUMEXP)
-            transpose_f32(buffer, TILE, y + first * n, n, n, count);
+        KERNEL(columns_f32)(buffer, NULL, destination, n, TILE, count, operation, precision, temperature);
+        if (operation == CSM_LOGSUMEXP)
+            continue;
+        transpose_f32(buffer, TILE, y + first * n, n, n, count);
+        if (where)
+            fill_excluded_f32(y + first * n, where + first * n, y + first * n, count * n, excluded);
     }
 }
 
@@ -1256,22 +1273,27 @@ static void KERNEL(rows_f64)(const double *x, const uint8_t *where, double *y, i
     enum {
         TILE = COLUMN_VECTORS_F64 * VD_LANES
     };
-    double buffer[SHORT_ROW_LIMIT * TILE];
-    uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
+    double buffer[SHORT_ROW_LIMIT * TILE], masked_rows[SHORT_ROW_LIMIT * TILE];
+    const double excluded = operation == CSM_SOFTMAX ? 0.0 : -INFINITY;
     for (int64_t first = 0; first < rows; first += TILE) {
         const int64_t count = rows - first < TILE ? rows - first : TILE;
+        const double *source = x + first * n;
+        if (where) {
+            fill_excluded_f64(source, where + first * n, masked_rows, count * n, -INFINITY);
+            source = masked_rows;
+        }
         for (int64_t j = 0; j < count; j++)
             for (int64_t i = 0; i < n; i++)
-                buffer[i * TILE + j] = x[(first + j) * n + i];
-        if (where)
-            transpose_where(where + first * n, n, where_buffer, TILE, count);
+                buffer[i * TILE + j] = source[j * n + i];
         double *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
-        KERNEL(columns_f64)(buffer, where ? where_buffer : NULL, destination, n, TILE, count, operation, precision,
-                            temperature);
-        if (operation != CSM_LOGSUMEXP)
-            for (int64_t j = 0; j < count; j++)
-                for (int64_t i = 0; i < n; i++)
-                    y[(first + j) * n + i] = buffer[i * TILE + j];
+        KERNEL(columns_f64)(buffer, NULL, destination, n, TILE, count, operation, precision, temperature);
+        if (operation == CSM_LOGSUMEXP)
+            continue;
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t i = 0; i < n; i++)
+                y[(first + j) * n + i] = buffer[i * TILE + j];
+        if (where)
+            fill_excluded_f64(y + first * n, where + first * n, y + first * n, count * n, excluded);
     }
 }
 
@@ -1448,23 +1470,28 @@ CSM_INLINE void backward_columns_f64(const double *g, const double *s, const uin
         }
 }
 
-/* `rows` rows of n <= SHORT_ROW_LIMIT: tiles transposed into columns. */
+/* `rows` rows of n <= SHORT_ROW_LIMIT: tiles transposed into columns; a
+ * mask as in rows_f32 (excluded gradients read as 0, outputs set to 0). */
 CSM_INLINE void backward_short_rows_f32(const float *g, const float *s, const uint8_t *where, float *out, int64_t rows,
                                         int64_t n, const int softmax, const int masked)
 {
     enum {
         TILE = COLUMN_VECTORS * VF_LANES
     };
-    float g_buffer[SHORT_ROW_LIMIT * TILE], s_buffer[SHORT_ROW_LIMIT * TILE];
-    uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
+    float g_buffer[SHORT_ROW_LIMIT * TILE], s_buffer[SHORT_ROW_LIMIT * TILE], masked_rows[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
         const int64_t count = rows - first < TILE ? rows - first : TILE;
-        transpose_f32(g + first * n, n, g_buffer, TILE, count, n);
+        const float *source = g + first * n;
+        if (masked) {
+            fill_excluded_f32(source, where + first * n, masked_rows, count * n, 0.0f);
+            source = masked_rows;
+        }
+        transpose_f32(source, n, g_buffer, TILE, count, n);
         transpose_f32(s + first * n, n, s_buffer, TILE, count, n);
-        if (masked)
-            transpose_where(where + first * n, n, where_buffer, TILE, count);
-        backward_columns_f32(g_buffer, s_buffer, where_buffer, g_buffer, n, TILE, count, softmax, masked);
+        backward_columns_f32(g_buffer, s_buffer, NULL, g_buffer, n, TILE, count, softmax, 0);
         transpose_f32(g_buffer, TILE, out + first * n, n, n, count);
+        if (masked)
+            fill_excluded_f32(out + first * n, where + first * n, out + first * n, count * n, 0.0f);
     }
 }
 
@@ -1474,21 +1501,25 @@ CSM_INLINE void backward_short_rows_f64(const double *g, const double *s, const 
     enum {
         TILE = COLUMN_VECTORS_F64 * VD_LANES
     };
-    double g_buffer[SHORT_ROW_LIMIT * TILE], s_buffer[SHORT_ROW_LIMIT * TILE];
-    uint8_t where_buffer[SHORT_ROW_LIMIT * TILE];
+    double g_buffer[SHORT_ROW_LIMIT * TILE], s_buffer[SHORT_ROW_LIMIT * TILE], masked_rows[SHORT_ROW_LIMIT * TILE];
     for (int64_t first = 0; first < rows; first += TILE) {
         const int64_t count = rows - first < TILE ? rows - first : TILE;
+        const double *source = g + first * n;
+        if (masked) {
+            fill_excluded_f64(source, where + first * n, masked_rows, count * n, 0.0);
+            source = masked_rows;
+        }
         for (int64_t j = 0; j < count; j++)
             for (int64_t i = 0; i < n; i++) {
-                g_buffer[i * TILE + j] = g[(first + j) * n + i];
+                g_buffer[i * TILE + j] = source[j * n + i];
                 s_buffer[i * TILE + j] = s[(first + j) * n + i];
             }
-        if (masked)
-            transpose_where(where + first * n, n, where_buffer, TILE, count);
-        backward_columns_f64(g_buffer, s_buffer, where_buffer, g_buffer, n, TILE, count, softmax, masked);
+        backward_columns_f64(g_buffer, s_buffer, NULL, g_buffer, n, TILE, count, softmax, 0);
         for (int64_t j = 0; j < count; j++)
             for (int64_t i = 0; i < n; i++)
                 out[(first + j) * n + i] = g_buffer[i * TILE + j];
+        if (masked)
+            fill_excluded_f64(out + first * n, where + first * n, out + first * n, count * n, 0.0);
     }
 }
 

@@ -15,6 +15,15 @@ def _classic_numpy_softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def _close(got, want, dtype, scale=1.0):
+    """Within 8 ULP of `want` (of `scale` where that is larger: the backward passes' sums)."""
+    tolerance = 8 * np.finfo(dtype).eps * np.maximum(scale, np.abs(want))
+    with np.errstate(invalid="ignore"):  # -inf - -inf where both are -inf
+        got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+        close = (np.abs(got - want) <= tolerance) | (got == want) | (np.isnan(got) & np.isnan(want))
+    return np.shape(got) == np.shape(want) and bool(np.all(close))
+
+
 def self_check():
     """Every function, dtype and a few layouts against the NumPy backend; returns failures."""
     rng = np.random.default_rng(2024)
@@ -30,16 +39,37 @@ def self_check():
         for dtype in (np.float32, np.float64):
             x = (rng.standard_normal(shape) * 30).astype(dtype)
             x.flat[0] = -np.inf
-            for name in ("softmax", "log_softmax", "logsumexp"):
-                got = getattr(csoftmax, name)(x, axis=axis)
-                want = getattr(_fallback, name)(x, axis=axis)
-                tolerance = 8 * np.finfo(dtype).eps * np.maximum(1.0, np.abs(want))
-                with np.errstate(invalid="ignore"):  # -inf - -inf where both are -inf
-                    close = (np.abs(np.asarray(got, np.float64) - want) <= tolerance) | (
-                        got == want
+            where = rng.random(shape) < 0.8
+            calls = [(name, (x,), {}) for name in ("softmax", "log_softmax", "logsumexp")]
+            calls += [(name, (x,), {"where": where}) for name in ("softmax", "log_softmax")]
+            calls += [(name, (x,), {"temperature": 0.7}) for name in ("softmax", "log_softmax")]
+            grad = rng.standard_normal(shape).astype(dtype)
+            y = _fallback.softmax(x, axis=axis)
+            calls += [("softmax_backward", (grad, y), {"where": where})]
+            calls += [("log_softmax_backward", (grad, _fallback.log_softmax(x, axis=axis)), {})]
+            for name, args, options in calls:
+                got = getattr(csoftmax, name)(*args, axis=axis, **options)
+                want = getattr(_fallback, name)(*args, axis=axis, **options)
+                # the backward outputs cancel against sum(grad * y) or sum(grad)
+                scale = np.abs(grad).sum() if name.endswith("backward") else 1.0
+                if not _close(got, want, dtype, scale):
+                    failures.append(
+                        f"{name} {np.dtype(dtype).name} shape={shape} axis={axis} {sorted(options)}"
                     )
-                if np.shape(got) != np.shape(want) or not np.all(close):
-                    failures.append(f"{name} {np.dtype(dtype).name} shape={shape} axis={axis}")
+        logits = rng.standard_normal((64, 10)).astype(dtype)
+        target = rng.integers(0, 10, 64)
+        indptr = np.array([0, 5, 5, 40, 64])
+        for name, args, options in [
+            ("cross_entropy", (logits, target), {"label_smoothing": 0.1}),
+            ("segment_softmax", (logits, indptr), {}),
+            ("segment_logsumexp", (logits, indptr), {}),
+        ]:
+            if not _close(
+                getattr(csoftmax, name)(*args, **options),
+                getattr(_fallback, name)(*args, **options),
+                dtype,
+            ):
+                failures.append(f"{name} {np.dtype(dtype).name}")
     return failures
 
 

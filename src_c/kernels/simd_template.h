@@ -84,6 +84,18 @@ static const double EXP_Q_F64[10] = {
 
 #define UNROLL 4 /* vectors per main-loop iteration */
 
+/* Column tiles walk rows `inner` elements apart: a new page per row, which
+ * the hardware prefetchers do not follow.  The gradient tiles' first pass,
+ * which has little arithmetic to hide the misses behind, asks for the rows
+ * PREFETCH_ROWS ahead itself (float32 axis 0 of (1000, 1000): 0.66 ->
+ * 0.46 ms; the softmax tiles measured no gain). */
+#define PREFETCH_ROWS 16
+#if defined(__GNUC__) || defined(__clang__)
+#define CSM_PREFETCH(address) __builtin_prefetch(address)
+#else
+#define CSM_PREFETCH(address) ((void)(address))
+#endif
+
 /* With a temperature, x - M can overflow while (x - M) / T does not only when
  * M is this large (x >= -max): such rows go to the scalar kernel, which
  * handles them, and the vector loops need no per-element check. */
@@ -1381,6 +1393,12 @@ CSM_INLINE void backward_columns_f32(const float *g, const float *s, const uint8
         sums[0][2 * v] = sums[0][2 * v + 1] = sums[1][2 * v] = sums[1][2 * v + 1] = vd_zero();
     }
     for (int64_t i = 0; i < n; i++) {
+        if (i + PREFETCH_ROWS < n) {
+            CSM_PREFETCH(g + (i + PREFETCH_ROWS) * inner);
+            CSM_PREFETCH(g + (i + PREFETCH_ROWS) * inner + columns - 1);
+            CSM_PREFETCH(s + (i + PREFETCH_ROWS) * inner);
+            CSM_PREFETCH(s + (i + PREFETCH_ROWS) * inner + columns - 1);
+        }
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VF_LANES;
             vf_mask keep = masked ? where_f32(where, at, lanes[v]) : all_lanes_f32();
@@ -1448,6 +1466,12 @@ CSM_INLINE void backward_columns_f64(const double *g, const double *s, const uin
         sums[0][v] = sums[1][v] = vd_zero();
     }
     for (int64_t i = 0; i < n; i++) {
+        if (i + PREFETCH_ROWS < n) {
+            CSM_PREFETCH(g + (i + PREFETCH_ROWS) * inner);
+            CSM_PREFETCH(g + (i + PREFETCH_ROWS) * inner + columns - 1);
+            CSM_PREFETCH(s + (i + PREFETCH_ROWS) * inner);
+            CSM_PREFETCH(s + (i + PREFETCH_ROWS) * inner + columns - 1);
+        }
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VD_LANES;
             vd_mask keep = masked ? where_f64(where, at, lanes[v]) : all_lanes_f64();

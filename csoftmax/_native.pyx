@@ -182,6 +182,13 @@ cdef int reduce_f64(int operation, int precision, const double *x, double *y,
     return csm_reduce_f64(<csm_operation> operation, <csm_precision> precision, x, y, outer, n, inner)
 
 
+cdef inline const uint8_t *_mask_data(const uint8_t[::1] mask) noexcept:
+    """The bytes of a plan's mask (a C-contiguous bool array viewed as uint8); NULL for none."""
+    if mask is None or mask.shape[0] == 0:
+        return NULL
+    return &mask[0]
+
+
 def _compute3(operation_name, x3, y3, precision, w3=None, temperature=1.0):
     """Fills y3 from the normalised (outer, n, inner) x3 (and mask w3) with the C kernel."""
     cdef int operation = _OPERATION_NAMES.index(operation_name)
@@ -189,11 +196,8 @@ def _compute3(operation_name, x3, y3, precision, w3=None, temperature=1.0):
     cdef int64_t outer = x3.shape[0], n = x3.shape[1], inner = x3.shape[2]
     if x3.size == 0 or y3.size == 0:
         return
-    cdef const uint8_t[::1] where
-    cdef const uint8_t *where_pointer = NULL
-    if w3 is not None:
-        where = w3.reshape(-1).view(np.uint8)
-        where_pointer = &where[0]
+    cdef const uint8_t[::1] mask = None if w3 is None else w3.reshape(-1).view(np.uint8)
+    cdef const uint8_t *where_pointer = _mask_data(mask)
     cdef const float[::1] x_f32
     cdef float[::1] y_f32
     cdef const double[::1] x_f64
@@ -216,11 +220,8 @@ def _backward3(operation_name, g3, s3, y3, w3=None):
     cdef int64_t outer = s3.shape[0], n = s3.shape[1], inner = s3.shape[2]
     if s3.size == 0:
         return
-    cdef const uint8_t[::1] where
-    cdef const uint8_t *where_pointer = NULL
-    if w3 is not None:
-        where = w3.reshape(-1).view(np.uint8)
-        where_pointer = &where[0]
+    cdef const uint8_t[::1] mask = None if w3 is None else w3.reshape(-1).view(np.uint8)
+    cdef const uint8_t *where_pointer = _mask_data(mask)
     cdef const float[::1] g_f32, s_f32
     cdef float[::1] y_f32
     cdef const double[::1] g_f64, s_f64
@@ -361,12 +362,6 @@ cdef inline const float *_f32_data(const float[::1] view) noexcept nogil:
 
 cdef inline const double *_f64_data(const double[::1] view) noexcept nogil:
     return &view[0] if view.shape[0] else NULL
-
-
-cdef inline const uint8_t *_mask_data(const uint8_t[::1] mask) noexcept:
-    if mask is None or mask.shape[0] == 0:
-        return NULL
-    return &mask[0]
 
 
 cdef int _check_status(int status) except -1:

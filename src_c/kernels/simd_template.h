@@ -355,9 +355,6 @@ CSM_INLINE void fold_float_sums(vf *float_sums, vd *sums)
         float_sums[k] = vf_set1(0.0f);
 }
 
-/* store: y = exp(x - M), plain sum.  !store: masked sum of the non-maximal
- * terms plus the count of maxima (tail lanes are filled with M, which counts
- * nowhere: count is n minus the non-maximal lanes). */
 /* y = x where included, `fill` where excluded (y may be x). */
 static void fill_excluded_f32(const float *x, const uint8_t *where, float *y, int64_t n, float fill)
 {
@@ -378,6 +375,9 @@ static void KERNEL(mask_f32)(const float *x, const uint8_t *where, float *y, int
 static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
                                 const csm_temperature *temperature, csm_partial *partial);
 
+/* store: y = exp((x - M) / T), plain sum.  !store: masked sum of the
+ * non-maximal terms plus the count of maxima (tail lanes are filled with M,
+ * which counts nowhere: count is n minus the non-maximal lanes). */
 CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y, int64_t n,
                                  const csm_temperature *temperature, csm_partial *partial, const int exact,
                                  const int store, const int masked, const int tempered)
@@ -1549,41 +1549,36 @@ CSM_INLINE void backward_short_rows_f64(const double *g, const double *s, const 
 
 /* inner == 1: `columns` consecutive rows of n; else a tile of columns. */
 #define BACKWARD_BODY(SUFFIX, ELEMENT)                                                                                 \
+    CSM_INLINE void backward_##SUFFIX##_body(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out,   \
+                                             int64_t n, int64_t inner, int64_t columns, const int softmax,             \
+                                             const int masked)                                                         \
+    {                                                                                                                  \
+        if (inner > 1) {                                                                                               \
+            backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, softmax, masked);                           \
+        } else if (n <= SHORT_ROW_LIMIT) {                                                                             \
+            backward_short_rows_##SUFFIX(g, s, where, out, columns, n, softmax, masked);                               \
+        } else {                                                                                                       \
+            for (int64_t row = 0; row < columns; row++)                                                                \
+                backward_row_##SUFFIX(g + row * n, s + row * n, masked ? where + row * n : NULL, out + row * n, n,     \
+                                      softmax, masked);                                                                \
+        }                                                                                                              \
+    }                                                                                                                  \
+                                                                                                                       \
     static void KERNEL(backward_##SUFFIX)(const ELEMENT *g, const ELEMENT *s, const uint8_t *where, ELEMENT *out,      \
                                           int64_t n, int64_t inner, int64_t columns, int operation)                    \
     {                                                                                                                  \
-        const int softmax = operation == CSM_SOFTMAX;                                                                  \
-        if (inner > 1) {                                                                                               \
-            if (softmax)                                                                                               \
-                where ? backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 1, 1)                           \
-                      : backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 1, 0);                          \
-            else                                                                                                       \
-                where ? backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 0, 1)                           \
-                      : backward_columns_##SUFFIX(g, s, where, out, n, inner, columns, 0, 0);                          \
-        } else if (n <= SHORT_ROW_LIMIT) {                                                                             \
-            if (softmax)                                                                                               \
-                where ? backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 1, 1)                               \
-                      : backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 1, 0);                              \
-            else                                                                                                       \
-                where ? backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 0, 1)                               \
-                      : backward_short_rows_##SUFFIX(g, s, where, out, columns, n, 0, 0);                              \
-        } else {                                                                                                       \
-            for (int64_t row = 0; row < columns; row++) {                                                              \
-                const int64_t at = row * n;                                                                            \
-                const uint8_t *row_where = where ? where + at : NULL;                                                  \
-                if (softmax)                                                                                           \
-                    row_where ? backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 1, 1)                    \
-                              : backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 1, 0);                   \
-                else                                                                                                   \
-                    row_where ? backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 0, 1)                    \
-                              : backward_row_##SUFFIX(g + at, s + at, row_where, out + at, n, 0, 0);                   \
-            }                                                                                                          \
-        }                                                                                                              \
+        SPECIALISE(BACKWARD_##SUFFIX, operation == CSM_SOFTMAX, where != NULL, 0, 0);                                  \
     }
 
+#define BACKWARD_f32(softmax, masked, unused_a, unused_b)                                                              \
+    backward_f32_body(g, s, where, out, n, inner, columns, softmax, masked)
+#define BACKWARD_f64(softmax, masked, unused_a, unused_b)                                                              \
+    backward_f64_body(g, s, where, out, n, inner, columns, softmax, masked)
 BACKWARD_BODY(f32, float)
 BACKWARD_BODY(f64, double)
 #undef BACKWARD_BODY
+#undef BACKWARD_f32
+#undef BACKWARD_f64
 
 static const csm_kernel_table KERNEL(table) = {
     .name = CSM_STRINGIFY(CSM_ISA_SUFFIX),

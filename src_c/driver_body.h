@@ -138,43 +138,71 @@ static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, E
     }
 }
 
+/* Long rows run in batches of rows whose outputs fill about
+ * LONG_ROW_BATCH_BYTES per thread: a batch's phase 3 then rescales blocks
+ * its phase 1 left in L2 instead of reading them back from memory.  One
+ * parallel region walks the batches (two barriers each); the batching only
+ * orders the work, so the bits stay the same for any thread count. */
+typedef struct {
+    int64_t first_row, rows;
+    csm_work partials, rows_work, outputs;
+} DRIVER_FN(long_row_batch);
+
 static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int threads)
 {
-    const int64_t items = r->outer * r->blocks;
-    csm_partial *partials = (csm_partial *)malloc((size_t)items * sizeof(csm_partial));
+    const int64_t row_bytes = r->n * (int64_t)sizeof(ELEMENT);
+    int64_t batch_rows = (int64_t)threads * LONG_ROW_BATCH_BYTES / row_bytes;
+    if (batch_rows < 1)
+        batch_rows = 1;
+    const int64_t batch_count = (r->outer + batch_rows - 1) / batch_rows;
+    csm_partial *partials = (csm_partial *)malloc((size_t)(r->outer * r->blocks) * sizeof(csm_partial));
     csm_row_scale *scales = (csm_row_scale *)malloc((size_t)r->outer * sizeof(csm_row_scale));
     csm_row_state *states = (csm_row_state *)malloc((size_t)r->outer * sizeof(csm_row_state));
-    if (!partials || !scales || !states) {
+    DRIVER_FN(long_row_batch) *batches =
+        (DRIVER_FN(long_row_batch) *)malloc((size_t)batch_count * sizeof(DRIVER_FN(long_row_batch)));
+    if (!partials || !scales || !states || !batches) {
         free(partials);
         free(scales);
         free(states);
+        free(batches);
         return CSM_ERROR_NO_MEMORY;
     }
-    csm_work partial_work = csm_work_for(items, threads, 1);
-    csm_work row_work = csm_work_for(r->outer, threads, 1);
-    csm_work output_work = csm_work_for(items, threads, 1);
+    for (int64_t b = 0; b < batch_count; b++) {
+        DRIVER_FN(long_row_batch) *batch = &batches[b];
+        batch->first_row = b * batch_rows;
+        batch->rows = r->outer - batch->first_row < batch_rows ? r->outer - batch->first_row : batch_rows;
+        batch->partials = csm_work_for(batch->rows * r->blocks, threads, 1);
+        batch->rows_work = csm_work_for(batch->rows, threads, 1);
+        batch->outputs = csm_work_for(batch->rows * r->blocks, threads, 1);
+    }
     CSM_PARALLEL(threads, {
-        int64_t begin, end;
-        while (csm_work_take(&partial_work, &begin, &end))
-            DRIVER_FN(block_partials)(r, x, y, partials, begin, end);
-        CSM_BARRIER;
-        /* phase 2: combine each row's partials in block order */
-        while (csm_work_take(&row_work, &begin, &end)) {
-            for (int64_t row = begin; row < end; row++) {
-                states[row] = csm_row_scale_from_partials(partials + row * r->blocks, r->blocks, r->operation,
-                                                          r->temperature, &scales[row]);
-                if (r->operation == CSM_LOGSUMEXP)
-                    y[row] = (ELEMENT)csm_logsumexp_from_state(states[row], &scales[row]);
+        for (int64_t b = 0; b < batch_count; b++) {
+            DRIVER_FN(long_row_batch) *batch = &batches[b];
+            const int64_t first_item = batch->first_row * r->blocks;
+            int64_t begin, end;
+            while (csm_work_take(&batch->partials, &begin, &end))
+                DRIVER_FN(block_partials)(r, x, y, partials, first_item + begin, first_item + end);
+            CSM_BARRIER;
+            /* phase 2: combine each row's partials in block order */
+            while (csm_work_take(&batch->rows_work, &begin, &end)) {
+                for (int64_t row = batch->first_row + begin; row < batch->first_row + end; row++) {
+                    states[row] = csm_row_scale_from_partials(partials + row * r->blocks, r->blocks, r->operation,
+                                                              r->temperature, &scales[row]);
+                    if (r->operation == CSM_LOGSUMEXP)
+                        y[row] = (ELEMENT)csm_logsumexp_from_state(states[row], &scales[row]);
+                }
             }
+            CSM_BARRIER;
+            if (r->operation != CSM_LOGSUMEXP)
+                while (csm_work_take(&batch->outputs, &begin, &end))
+                    DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, first_item + begin,
+                                             first_item + end);
         }
-        CSM_BARRIER;
-        if (r->operation != CSM_LOGSUMEXP)
-            while (csm_work_take(&output_work, &begin, &end))
-                DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, begin, end);
     });
     free(partials);
     free(scales);
     free(states);
+    free(batches);
     return CSM_OK;
 }
 

@@ -153,9 +153,36 @@ csm_row_state csm_merge_partials(const csm_partial *partials, int64_t count, int
     return CSM_ROW_FINITE;
 }
 
+/* The scale of a row of one finite partial, the common case, on a short
+ * dependency chain: it sits between a row's passes, so its latency counts. */
+static void scale_from_single_partial(const csm_partial *p, int operation, csm_row_scale *scale)
+{
+    scale->max = p->max;
+    if (operation == CSM_SOFTMAX) {
+        /* sum = count + rest_hi + rest_lo; the store path's partial has count 0, rest_lo 0 */
+        double_double sum = p->count == 0.0 ? (double_double){p->rest_hi, p->rest_lo} : two_sum(p->count, p->rest_hi);
+        if (p->count != 0.0)
+            sum.lo += p->rest_lo;
+        double inverse = 1.0 / sum.hi;
+        double_double product = two_product(inverse, sum.hi);
+        scale->inverse_hi = inverse;
+        scale->inverse_lo = (((1.0 - product.hi) - product.lo) - inverse * sum.lo) * inverse;
+        scale->log_sum = 0.0;
+    } else {
+        /* rest = sum - 1 = (count - 1) + rest_hi + rest_lo, count - 1 exact */
+        double_double rest = two_sum(p->count - 1.0, p->rest_hi);
+        scale->inverse_hi = scale->inverse_lo = 0.0;
+        scale->log_sum = log1p(rest.hi + (rest.lo + p->rest_lo));
+    }
+}
+
 csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count, int operation,
                                           const csm_temperature *temperature, csm_row_scale *scale)
 {
+    if (count == 1 && isfinite(partials->max) && isfinite(partials->rest_hi)) {
+        scale_from_single_partial(partials, operation, scale);
+        return CSM_ROW_FINITE;
+    }
     csm_partial merged;
     csm_row_state state = csm_merge_partials(partials, count, 1, temperature, &merged);
     if (state != CSM_ROW_FINITE)

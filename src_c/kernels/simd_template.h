@@ -283,7 +283,8 @@ CSM_INLINE vf exp_f32(vf hi, vf lo, const int exact, const int scaled)
     q = vf_fma(q, t, vf_set1(EXP_Q2_F32));
     q = vf_fma(q, t, vf_set1(EXP_Q1_F32));
     q = vf_fma(q, t, vf_set1(EXP_Q0_F32));
-    vf p = vf_add(vf_set1(1.0f), vf_fma(vf_mul(t, t), q, t));
+    q = vf_fma(q, t, vf_set1(1.0f));
+    vf p = vf_fma(q, t, vf_set1(1.0f)); /* Horner to the end: one op fewer than 1 + t + t^2 q */
     vf e = vf_mul(p, vf_exponent_from_biased(biased));
     if (!exact)
         return e;

@@ -290,8 +290,24 @@ def _new_plan(op, out, precision, temperature, result_dtype, result_shape):
     return p
 
 
-def plan(op, x, axis, out, precision, keepdims=False, *, where=None, temperature=1.0, dtype=None):
-    """Validate a call and lay its input out for a backend (see the module doc)."""
+def plan(
+    op,
+    x,
+    axis,
+    out,
+    precision,
+    keepdims=False,
+    *,
+    where=None,
+    temperature=1.0,
+    dtype=None,
+    empty=np.empty,
+):
+    """Validate a call and lay its input out for a backend (see the module doc).
+
+    `empty(shape3, dtype)` allocates a fresh `y3` (the C backend's draws large ones from its
+    buffer cache).
+    """
     if op not in OPS:
         raise ValueError(f"op must be one of {OPS}, not {op!r}")
     _check_precision(precision)
@@ -347,12 +363,13 @@ def plan(op, x, axis, out, precision, keepdims=False, *, where=None, temperature
             p._restore = tuple(range(len(kept) - 1, -1, -1))
         p.y3 = np.empty(p.x3.shape[::2], compute)
         return p
-    _place_destination(p, out, (p.x3,))
+    _place_destination(p, out, (p.x3,), empty)
     return p
 
 
-def plan_backward(op, grad, y, axis, out, where):
-    """Validate a vector-Jacobian product call; x3 is `y` laid out, g3 is `grad`."""
+def plan_backward(op, grad, y, axis, out, where, empty=np.empty):
+    """Validate a vector-Jacobian product call; x3 is `y` laid out, g3 is `grad`; `empty` as
+    for plan()."""
     if op not in BACKWARD_OPS:
         raise ValueError(f"op must be one of {BACKWARD_OPS}, not {op!r}")
     grad, where = split_mask(grad, where)
@@ -384,7 +401,7 @@ def plan_backward(op, grad, y, axis, out, where):
     p.g3 = p.arrange(grad)
     if where is not None:
         p.w3 = p.arrange(where, _BOOL)
-    _place_destination(p, out, (p.x3, p.g3))
+    _place_destination(p, out, (p.x3, p.g3), empty)
     return p
 
 
@@ -430,9 +447,10 @@ def _lay_out(p, x, axes, compute, through):
     p._restore = None if order is None else _inverse(order)
 
 
-def _place_destination(p, out, sources):
+def _place_destination(p, out, sources, empty):
     """Set p.y3: a view of `out` when its memory has x3's layout and it does not
-    partially overlap any of `sources` (exact aliasing, in place, is fine)."""
+    partially overlap any of `sources` (exact aliasing, in place, is fine); else
+    `empty(shape3, dtype)`."""
     y3 = None
     shape3 = p.x3.shape
     if out is not None and out.dtype == p.x3.dtype and out.flags.aligned:
@@ -447,7 +465,7 @@ def _place_destination(p, out, sources):
             ):
                 y3 = out3
     p._y3_is_out = y3 is not None
-    p.y3 = y3 if y3 is not None else np.empty(shape3, p.x3.dtype)
+    p.y3 = y3 if y3 is not None else empty(shape3, p.x3.dtype)
 
 
 def _known_result(op, x, axes, shape, dtype, keepdims, where):

@@ -29,7 +29,12 @@ def show_config(mode="stdout"):
         "num_threads": csoftmax.get_num_threads(),
         "environment": {
             name: os.environ[name]
-            for name in ("CSOFTMAX_BACKEND", "CSOFTMAX_ISA", "OMP_NUM_THREADS")
+            for name in (
+                "CSOFTMAX_BACKEND",
+                "CSOFTMAX_ISA",
+                "CSOFTMAX_BUFFER_CACHE_MB",
+                "OMP_NUM_THREADS",
+            )
             if name in os.environ
         },
         "python": platform.python_version(),

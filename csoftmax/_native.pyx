@@ -9,7 +9,9 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_New
 from libc.stdint cimport int64_t, uint8_t
+from libc.string cimport strcpy
 
 from csoftmax.csoftmax cimport (
     csm_operation, csm_precision, CSM_ERROR_NO_MEMORY, CSM_EXACT, CSM_FAST, CSM_ISA_COUNT, CSM_ISA_INIT_OK,
@@ -24,6 +26,36 @@ from csoftmax import dask as _dask  # imports dask only when handed a dask array
 
 cnp.import_array()
 
+cdef extern from "output_buffers.h" nogil:
+    enum:
+        CSM_BUFFER_MIN_BYTES
+        CSM_BUFFER_INIT_OK
+    int csm_buffer_cache_init()
+    void csm_buffer_cache_set_limit(size_t nbytes)
+    size_t csm_buffer_cache_limit()
+    void csm_buffer_cache_release()
+    void *csm_buffer_malloc(void *ctx, size_t size)
+    void *csm_buffer_calloc(void *ctx, size_t nelem, size_t elsize)
+    void *csm_buffer_realloc(void *ctx, void *ptr, size_t new_size)
+    void csm_buffer_free(void *ctx, void *ptr, size_t size)
+
+# NEP 49 (NumPy >= 1.22).  numpy's own .pxd declares `name` as a char *, not
+# the char[127] the header has, so these are declared here.
+cdef extern from "numpy/arrayobject.h":
+    ctypedef struct PyDataMemAllocator:
+        void *ctx
+        void *(*malloc)(void *ctx, size_t size) noexcept nogil
+        void *(*calloc)(void *ctx, size_t nelem, size_t elsize) noexcept nogil
+        void *(*realloc)(void *ctx, void *ptr, size_t new_size) noexcept nogil
+        void (*free)(void *ctx, void *ptr, size_t size) noexcept nogil
+
+    ctypedef struct PyDataMem_Handler:
+        char name[127]
+        uint8_t version
+        PyDataMemAllocator allocator
+
+    object PyDataMem_SetHandler(object handler)
+
 cdef enum:
     MAX_FAST_DIMS = 32
 
@@ -34,10 +66,14 @@ cdef object _KERNEL_TEMPERATURES = (2.0 ** -60, 2.0 ** 60)
 
 
 def _initialise():
+    import os
+    if csm_buffer_cache_init() != CSM_BUFFER_INIT_OK:
+        requested = os.environ.get("CSOFTMAX_BUFFER_CACHE_MB")
+        warnings.warn(f"CSOFTMAX_BUFFER_CACHE_MB={requested!r} is not a whole number of MiB; "
+                      f"using {csm_buffer_cache_limit() >> 20} MiB", RuntimeWarning, stacklevel=3)
     status = csm_init()
     if status == CSM_ISA_INIT_OK:
         return
-    import os
     requested = os.environ.get("CSOFTMAX_ISA", "")
     chosen = csm_isa_name(csm_get_isa()).decode()
     if status == CSM_ISA_INIT_UNKNOWN_NAME:
@@ -50,6 +86,55 @@ def _initialise():
 
 
 _initialise()
+
+
+# Large outputs come from the output buffer cache (src_c/output_buffers.h):
+# their pages are reused rather than faulted in afresh, 64-byte aligned.
+cdef PyDataMem_Handler _output_handler
+strcpy(_output_handler.name, b"csoftmax_output_buffers")
+_output_handler.version = 1
+_output_handler.allocator.ctx = NULL
+_output_handler.allocator.malloc = csm_buffer_malloc
+_output_handler.allocator.calloc = csm_buffer_calloc
+_output_handler.allocator.realloc = csm_buffer_realloc
+_output_handler.allocator.free = csm_buffer_free
+# Every array allocated through it holds a reference to this capsule.
+cdef object _OUTPUT_HANDLER = PyCapsule_New(&_output_handler, "mem_handler", NULL)
+
+
+cdef cnp.ndarray _new_output(int ndim, cnp.npy_intp *shape, int type_number, Py_ssize_t nbytes):
+    """A fresh C-ordered array of `nbytes`, from the buffer cache when that is large."""
+    if nbytes < <Py_ssize_t> CSM_BUFFER_MIN_BYTES:
+        return cnp.PyArray_EMPTY(ndim, shape, type_number, 0)
+    previous = PyDataMem_SetHandler(_OUTPUT_HANDLER)  # per thread (a context variable)
+    try:
+        return cnp.PyArray_EMPTY(ndim, shape, type_number, 0)
+    finally:
+        PyDataMem_SetHandler(previous)
+
+
+def _empty_output(shape3, dtype):
+    """np.empty(shape3, dtype) for a plan's (outer, n, inner) result, by _new_output."""
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1], dims[2] = shape3
+    dtype = np.dtype(dtype)
+    return _new_output(3, dims, dtype.num, dims[0] * dims[1] * dims[2] * dtype.itemsize)
+
+
+def set_buffer_cache_limit(nbytes):
+    """Cap the bytes the output buffer cache keeps (0: no caching); releases what exceeds it."""
+    if nbytes < 0:
+        raise ValueError(f"the buffer cache limit must be >= 0, not {nbytes}")
+    csm_buffer_cache_set_limit(nbytes)
+
+
+def get_buffer_cache_limit():
+    return csm_buffer_cache_limit()
+
+
+def release_buffer_cache():
+    """Free every cached output block."""
+    csm_buffer_cache_release()
 
 
 cdef int _precision_code(object precision) except -1:
@@ -153,7 +238,7 @@ cdef object _fast_path(int operation, object x, object axis, object out, int pre
         return result[()] if ndim == 0 else result  # scipy returns a scalar for 0-d
 
     if out is None:
-        result = cnp.PyArray_EMPTY(ndim, shape, type_number, 0)
+        result = _new_output(ndim, shape, type_number, cnp.PyArray_NBYTES(a))
     else:
         if not cnp.PyArray_CheckExact(out):
             return None
@@ -262,7 +347,7 @@ cdef object _reduce(int operation, object x, object axis, object out, object pre
         return getattr(_dask, name)(x, axis, out=out, where=where, temperature=temperature,
                                     dtype=dtype, precision=precision)
     plan = _api.plan(name, x, axis, out, precision, keepdims=keepdims, where=where,
-                     temperature=temperature, dtype=dtype)
+                     temperature=temperature, dtype=dtype, empty=_empty_output)
     if plan.route == "kernel" and _KERNEL_TEMPERATURES[0] <= plan.temperature <= _KERNEL_TEMPERATURES[1]:
         _compute3(name, plan.x3, plan.y3, plan.precision, plan.w3, plan.temperature)
     elif plan.route != "done":
@@ -293,7 +378,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, where=
 
 
 cdef object _backward(object name, object grad, object y, object axis, object out, object where):
-    plan = _api.plan_backward(name, grad, y, axis, out, where)
+    plan = _api.plan_backward(name, grad, y, axis, out, where, _empty_output)
     if plan.route == "kernel":
         _backward3(name, plan.g3, plan.x3, plan.y3, plan.w3)
     elif plan.route == "numpy":

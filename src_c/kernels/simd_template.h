@@ -581,6 +581,18 @@ static void KERNEL(scale_f32)(float *y, int64_t n, int precision, const csm_row_
         scale_f32_body(y, n, scale, 0);
 }
 
+/* Untempered exact log_softmax in two float subtractions, y = (x - C_hi) -
+ * C_lo with C = M + log_sum as hi + lo: y = -(|x - M| + log_sum) has no
+ * cancellation, x - C_hi is exact wherever y is small next to C (Sterbenz),
+ * so the result is rounded at most twice (<= 1 ULP) and C_lo's own rounding
+ * stays far below y's ULP. */
+CSM_INLINE vf log_softmax_shifted_f32(vf x, const csm_row_scale *scale)
+{
+    const float shift_hi = (float)(scale->max + scale->log_sum);
+    const float shift_lo = (float)((scale->max - (double)shift_hi) + scale->log_sum); /* M - C_hi exact in double */
+    return vf_sub(vf_sub(x, vf_set1(shift_hi)), vf_set1(shift_lo));
+}
+
 CSM_INLINE vf finish_f32_vector(vf x, int operation, const csm_row_scale *scale, const int exact, const int tempered,
                                 vf_inverse inverse, vd inverse_d)
 {
@@ -591,6 +603,8 @@ CSM_INLINE vf finish_f32_vector(vf x, int operation, const csm_row_scale *scale,
         return scale_f32(e, vf_set1(inverse_sum),
                          vf_set1((float)((scale->inverse_hi - (double)inverse_sum) + scale->inverse_lo)), exact);
     }
+    if (exact && !tempered)
+        return log_softmax_shifted_f32(x, scale);
     return log_softmax_f32(x, vf_set1(row_max), vf_set1((float)scale->log_sum), vd_set1(scale->max),
                            vd_set1(scale->log_sum), exact, tempered, inverse, inverse_d);
 }
@@ -877,6 +891,15 @@ static void KERNEL(scale_f64)(double *y, int64_t n, int precision, const csm_row
         scale_f64_body(y, n, scale, 0);
 }
 
+/* As log_softmax_shifted_f32, with C = M + log_sum split by TwoSum (C_lo exact). */
+CSM_INLINE vd log_softmax_shifted_f64(vd x, const csm_row_scale *scale)
+{
+    const double shift_hi = scale->max + scale->log_sum;
+    const double bb = shift_hi - scale->max;
+    const double shift_lo = (scale->max - (shift_hi - bb)) + (scale->log_sum - bb);
+    return vd_sub(vd_sub(x, vd_set1(shift_hi)), vd_set1(shift_lo));
+}
+
 CSM_INLINE vd finish_f64_vector(vd x, int operation, const csm_row_scale *scale, const int exact, const int tempered,
                                 vd_inverse inverse)
 {
@@ -884,6 +907,8 @@ CSM_INLINE vd finish_f64_vector(vd x, int operation, const csm_row_scale *scale,
     if (operation == CSM_SOFTMAX)
         return scale_f64(exp_minus_max_f64(x, negative_max, exact, 0, tempered, inverse), vd_set1(scale->inverse_hi),
                          vd_set1(scale->inverse_lo), exact);
+    if (exact && !tempered)
+        return log_softmax_shifted_f64(x, scale);
     return log_softmax_f64(x, negative_max, vd_set1(scale->log_sum), exact, tempered, inverse);
 }
 

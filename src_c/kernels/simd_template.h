@@ -20,8 +20,12 @@
  *      logsumexp sum only the non-maximal terms so log1p keeps outputs near 0
  *      exact.
  *   4. softmax scales by 1/sum split into hi + lo: y = fma(e, hi, e * lo),
- *      one rounding; float32 log_softmax is formed in double, float64 as
- *      (hi - log_sum) + lo.
+ *      one rounding; log_softmax is (x - C_hi) - C_lo with C = M + log_sum
+ *      split into hi + lo (log_softmax_shifted_f32), or with a temperature
+ *      formed in double (float32) / as (hi - log_sum) + lo (float64).
+ * Float32 rows skip step 1 altogether (exp_by_offset_f32): exp(x - M) is
+ * rebuilt from the exact reduction of x itself and a per-row exp(M's
+ * remainder), which costs fewer operations than carrying x - M exactly.
  * Measured max error: see TOLERANCES in tests/reference.py.
  * Fast mode drops step 1's correction (d rounded once, the classical
  * algorithm) and sums float32 terms in float32 for up to 16 steps per lane.
@@ -312,7 +316,7 @@ CSM_INLINE vf exp_minus_max_f32(vf x, vf negative_max, const int exact, const in
 #define OFFSET_EXP_LIMIT_F32 0x1p15f
 
 typedef struct {
-    vf negative_max, magic_bias, half_hi, half_lo;
+    vf magic_bias, half_hi, half_lo;
 } vf_exp_offset;
 
 static vf_exp_offset exp_offset_f32(float row_max, const int scaled)
@@ -321,13 +325,12 @@ static vf_exp_offset exp_offset_f32(float row_max, const int scaled)
     const double d = ((double)row_max - m * LN2_HI_F64) - m * LN2_LO_F64; /* m * LN2_HI_F64 exact: |m| < 2^17 */
     const double half = 0.5 * exp(-d);
     const float half_hi = (float)half;
-    vf_exp_offset offset = {vf_set1(-row_max),
-                            vf_set1((float)((double)(scaled ? MAGIC_BIAS_SCALED_F32 : MAGIC_BIAS_F32) + 1.0 - m)),
+    vf_exp_offset offset = {vf_set1((float)((double)(scaled ? MAGIC_BIAS_SCALED_F32 : MAGIC_BIAS_F32) + 1.0 - m)),
                             vf_set1(half_hi), vf_set1((float)(half - (double)half_hi))};
     return offset;
 }
 
-CSM_INLINE vf exp_by_offset_f32(vf x, const vf_exp_offset *offset, const int scaled)
+CSM_INLINE vf exp_by_offset_f32(vf x, const vf_exp_offset *offset)
 {
     vf biased = vf_fma(x, vf_set1(LOG2E_F32), offset->magic_bias);
     vf n = vf_sub(biased, offset->magic_bias);
@@ -340,9 +343,10 @@ CSM_INLINE vf exp_by_offset_f32(vf x, const vf_exp_offset *offset, const int sca
     vf p = vf_fma(vf_mul(t, t), q, t); /* exp(t) - 1 */
     vf e = vf_add(offset->half_hi, vf_fma(offset->half_hi, p, offset->half_lo));
     e = vf_mul(e, vf_exponent_from_biased(biased));
-    /* x = -inf makes r NaN: mask rather than clamp, on the rounded x - M */
-    vf d = vf_add(x, offset->negative_max);
-    return vf_keep(vf_not_less(d, vf_set1(scaled ? EXP_CUTOFF_SCALED_F32 : EXP_CUTOFF_F32)), e);
+    /* Keep the lanes whose power of two is a normal number (biased's low bits
+     * >= 0: results at most 4x below the normal range, which may stay as
+     * subnormals); the others, x = -inf among them (r is NaN there), are 0. */
+    return vf_keep(vf_not_less(biased, vf_set1(0x1.8p23f)), e);
 }
 
 /* e / sum with one rounding (exact) or e * rounded(1/sum) (fast). */
@@ -477,7 +481,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     const vf_inverse inverse = inverse_f32(temperature);
     const vf max_v = vf_set1(row_max);
     const vf negative_max = vf_set1(-row_max);
-    const vf_exp_offset exp_offset = offset ? exp_offset_f32(row_max, !store) : (vf_exp_offset){max_v, max_v, max_v, max_v};
+    const vf_exp_offset exp_offset = offset ? exp_offset_f32(row_max, !store) : (vf_exp_offset){max_v, max_v, max_v};
     vd sums[UNROLL] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
     vf float_sums[UNROLL] = {vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f)};
     int unfolded = 0;
@@ -489,7 +493,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
         prefetch_next(x + i, n * (int64_t)sizeof(float), UNROLL * VF_LANES * (int64_t)sizeof(float), n);
         for (int k = 0; k < UNROLL; k++) {
             vf xk = masked_f32(vf_load(x + i + k * VF_LANES), where, i + k * VF_LANES, VF_LANES, masked);
-            e[k] = offset ? exp_by_offset_f32(xk, &exp_offset, !store)
+            e[k] = offset ? exp_by_offset_f32(xk, &exp_offset)
                           : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
             if (store) {
                 vf_store(y + i + k * VF_LANES, e[k]);
@@ -522,7 +526,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
         const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
         vf xk = count == VF_LANES ? vf_load(x + i) : vf_load_partial(x + i, count, store ? -INFINITY : row_max);
         xk = masked_f32(xk, where, i, count, masked);
-        vf e = offset ? exp_by_offset_f32(xk, &exp_offset, !store)
+        vf e = offset ? exp_by_offset_f32(xk, &exp_offset)
                       : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
         if (store) {
             if (count == VF_LANES)

@@ -15,8 +15,8 @@
  * block's max and exp-sum passes share one load from memory). */
 #define SHORT_ROW_BYTES (128 * 1024)
 #define BLOCK_BYTES (32 * 1024)
-/* Outputs per thread that long rows complete before starting the next rows
- * (driver_body.h): about what L2 holds beside the blocks streaming through. */
+/* Outputs that long rows on one thread complete before starting the next
+ * rows (driver_body.h): about what L2 holds beside the blocks streaming through. */
 #define LONG_ROW_BATCH_BYTES (768 * 1024)
 /* Rows per work chunk are multiples of this (the widest short-row tile). */
 #define SHORT_ROW_GRANULE 32

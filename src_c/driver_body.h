@@ -138,10 +138,11 @@ static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, E
     }
 }
 
-/* Long rows run in batches of rows whose outputs fill about
- * LONG_ROW_BATCH_BYTES per thread: a batch's phase 3 then rescales blocks
- * its phase 1 left in L2 instead of reading them back from memory.  One
- * parallel region walks the batches (two barriers each); the batching only
+/* On one thread, long rows run in batches of rows whose outputs fill about
+ * LONG_ROW_BATCH_BYTES: a batch's phase 3 then rescales blocks its phase 1
+ * left in L2 instead of reading them back from memory.  A team runs one batch
+ * (every batch costs two barriers, and a barrier waits for the slowest
+ * thread: on a shared machine, one the OS has parked).  The batching only
  * orders the work, so the bits stay the same for any thread count. */
 typedef struct {
     int64_t first_row, rows;
@@ -151,7 +152,7 @@ typedef struct {
 static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int threads)
 {
     const int64_t row_bytes = r->n * (int64_t)sizeof(ELEMENT);
-    int64_t batch_rows = (int64_t)threads * LONG_ROW_BATCH_BYTES / row_bytes;
+    int64_t batch_rows = threads > 1 ? r->outer : LONG_ROW_BATCH_BYTES / row_bytes;
     if (batch_rows < 1)
         batch_rows = 1;
     const int64_t batch_count = (r->outer + batch_rows - 1) / batch_rows;

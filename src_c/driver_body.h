@@ -196,8 +196,7 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
             CSM_BARRIER;
             if (r->operation != CSM_LOGSUMEXP)
                 while (csm_work_take(&batch->outputs, &begin, &end))
-                    DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, first_item + begin,
-                                             first_item + end);
+                    DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, first_item + begin, first_item + end);
         }
     });
     free(partials);

@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per timing (default 0.002; quick 0.001)",
     )
     p.add_argument(
-        "--settle", type=float, default=0.001, help="pause before each timing, s (default 0.001)"
+        "--settle",
+        type=float,
+        default=0.002,
+        help="before each timing, sleep in steps of this many s until the process is idle (other threads stopped spinning; at most 0.2 s; default 0.002)",
     )
     p.add_argument(
         "--latency-calls",

@@ -44,6 +44,24 @@ def warm_up(fn, seconds: float, min_calls: int = 3) -> None:
         calls += 1
 
 
+def settle_threads(quiet: float, cap: float = 0.2) -> float:
+    """Sleep until the threads of the implementation timed before go idle; returns the wait.
+
+    Thread pools spin for a while after their work is done (ONNX Runtime's for ~35 ms on the
+    development machine, libgomp's for a few ms), on the CPUs the next implementation is about
+    to use: a fixed short pause would charge that spinning to whoever comes next. So sleep in
+    steps of ``quiet`` seconds until one step passes with the process (every thread) using under
+    5% of a CPU, at most ``cap`` seconds.
+    """
+    start = perf_counter()
+    while True:
+        c0, t0 = process_time(), perf_counter()
+        time.sleep(quiet)
+        t1 = perf_counter()
+        if (process_time() - c0) < 0.05 * (t1 - t0) or t1 - start >= cap:
+            return t1 - start
+
+
 def measure(
     fns: dict, *, rounds: int, min_time: float, warmup: float, settle: float, seed: int = 0
 ) -> dict:
@@ -63,7 +81,8 @@ def measure(
                 name = names[i]
                 fn, n = fns[name], inner[name]
                 if settle:
-                    time.sleep(settle)  # let the previous implementation's spinning threads go idle
+                    settle_threads(settle)
+                fn()  # untimed: wakes this implementation's own threads (steady state, as in a loop)
                 gc.disable()
                 c0 = process_time()
                 t0 = perf_counter()

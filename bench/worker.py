@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--min-time", type=float, default=0.002)
     parser.add_argument("--warmup", type=float, default=0.05)
-    parser.add_argument("--settle", type=float, default=0.001)
+    parser.add_argument("--settle", type=float, default=0.002)
     parser.add_argument("--latency-calls", type=int, default=100_000)
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--no-accuracy", action="store_true")

@@ -1088,6 +1088,10 @@ CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y,
         not_max[v] = vf_count_zero();
     }
     for (int64_t i = 0; i < n; i++) {
+        /* the next tile (the x to this tile's right) for its max pass, whose strided rows the
+         * hardware prefetchers do not follow */
+        prefetch_next(x + i * inner, columns * (int64_t)sizeof(float), vectors * VF_LANES * (int64_t)sizeof(float),
+                      PREFETCH_NEXT_MIN);
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VF_LANES;
             vf xk = masked_f32(column_load_f32(x + at, lanes[v], -INFINITY), where, at, lanes[v], masked);
@@ -1245,6 +1249,8 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
         not_max[v] = vd_count_zero();
     }
     for (int64_t i = 0; i < n; i++) {
+        prefetch_next(x + i * inner, columns * (int64_t)sizeof(double), vectors * VD_LANES * (int64_t)sizeof(double),
+                      PREFETCH_NEXT_MIN); /* the next tile, as in columns_f32_body */
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VD_LANES;
             vd xk = masked_f64(column_load_f64(x + at, lanes[v], -INFINITY), where, at, lanes[v], masked);

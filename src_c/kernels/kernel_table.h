@@ -56,8 +56,10 @@ typedef struct {
 typedef struct {
     const char *name;
     /* One contiguous row or block: fills *partial.  With y != NULL (which may
-     * be x) it also stores exp((x - max) / T) into y and fills an unmasked
-     * partial; when max is -inf it stores zeros and fills the masked partial. */
+     * be x) it also stores exp((x - p.max) / T) into y and fills an unmasked
+     * partial, whose max may be a reference point within ln2/2 of the true
+     * maximum rather than the maximum (float32: terms then up to sqrt(2));
+     * when the maximum is -inf it stores zeros and fills the masked partial. */
     void (*partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
                         const csm_temperature *temperature, csm_partial *partial);
     void (*partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,

@@ -319,14 +319,14 @@ typedef struct {
     vf magic_bias, half_hi, half_lo;
 } vf_exp_offset;
 
-static vf_exp_offset exp_offset_f32(float row_max, const int scaled)
+/* m = round(M / ln2); the terms of the sums-only (masked) partials, times 2^64. */
+static vf_exp_offset exp_offset_f32(double m, float row_max)
 {
-    const double m = nearbyint((double)row_max * 0x1.71547652B82FEp+0);
     const double d = ((double)row_max - m * LN2_HI_F64) - m * LN2_LO_F64; /* m * LN2_HI_F64 exact: |m| < 2^17 */
     const double half = 0.5 * exp(-d);
     const float half_hi = (float)half;
-    vf_exp_offset offset = {vf_set1((float)((double)(scaled ? MAGIC_BIAS_SCALED_F32 : MAGIC_BIAS_F32) + 1.0 - m)),
-                            vf_set1(half_hi), vf_set1((float)(half - (double)half_hi))};
+    vf_exp_offset offset = {vf_set1((float)((double)MAGIC_BIAS_SCALED_F32 + 1.0 - m)), vf_set1(half_hi),
+                            vf_set1((float)(half - (double)half_hi))};
     return offset;
 }
 
@@ -347,6 +347,27 @@ CSM_INLINE vf exp_by_offset_f32(vf x, const vf_exp_offset *offset)
      * >= 0: results at most 4x below the normal range, which may stay as
      * subnormals); the others, x = -inf among them (r is NaN there), are 0. */
     return vf_keep(vf_not_less(biased, vf_set1(0x1.8p23f)), e);
+}
+
+/* exp(x - m ln2) for the softmax store path: there the factor exp(-d) of
+ * exp_by_offset_f32 cancels between a row's terms and their sum, so the row
+ * is stored and summed relative to the reference m ln2 (within ln2/2 of M,
+ * terms up to sqrt(2)), which its partial reports as the max.  exp(t) / 2 by
+ * Horner on halved coefficients (halving is exact) times 2^(n - m + 1), as
+ * in exp_by_offset_f32: the same operations as the fast mode's exp. */
+CSM_INLINE vf exp_from_reference_f32(vf x, vf magic_bias)
+{
+    vf biased = vf_fma(x, vf_set1(LOG2E_F32), magic_bias);
+    vf n = vf_sub(biased, magic_bias);
+    vf r = vf_fma(n, vf_set1(-LN2_HI_F32), x); /* exact */
+    vf t = vf_fma(n, vf_set1(-LN2_LO_F32), r);
+    vf q = vf_fma(vf_set1(0.5f * EXP_Q4_F32), t, vf_set1(0.5f * EXP_Q3_F32));
+    q = vf_fma(q, t, vf_set1(0.5f * EXP_Q2_F32));
+    q = vf_fma(q, t, vf_set1(0.5f * EXP_Q1_F32));
+    q = vf_fma(q, t, vf_set1(0.5f * EXP_Q0_F32));
+    q = vf_fma(q, t, vf_set1(0.5f));
+    vf e = vf_mul(vf_fma(q, t, vf_set1(0.5f)), vf_exponent_from_biased(biased));
+    return vf_keep(vf_not_less(biased, vf_set1(0x1.8p23f)), e); /* as in exp_by_offset_f32 */
 }
 
 /* e / sum with one rounding (exact) or e * rounded(1/sum) (fast). */
@@ -481,7 +502,11 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     const vf_inverse inverse = inverse_f32(temperature);
     const vf max_v = vf_set1(row_max);
     const vf negative_max = vf_set1(-row_max);
-    const vf_exp_offset exp_offset = offset ? exp_offset_f32(row_max, !store) : (vf_exp_offset){max_v, max_v, max_v};
+    /* store: relative to the reference m ln2 (exp_from_reference_f32), no exp(-d) needed */
+    const double m = nearbyint((double)row_max * 0x1.71547652B82FEp+0);
+    const vf reference_bias = vf_set1((float)((double)MAGIC_BIAS_F32 + 1.0 - m));
+    const vf_exp_offset exp_offset =
+        offset && !store ? exp_offset_f32(m, row_max) : (vf_exp_offset){max_v, max_v, max_v};
     vd sums[UNROLL] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
     vf float_sums[UNROLL] = {vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f)};
     int unfolded = 0;
@@ -493,7 +518,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
         prefetch_next(x + i, n * (int64_t)sizeof(float), UNROLL * VF_LANES * (int64_t)sizeof(float), n);
         for (int k = 0; k < UNROLL; k++) {
             vf xk = masked_f32(vf_load(x + i + k * VF_LANES), where, i + k * VF_LANES, VF_LANES, masked);
-            e[k] = offset ? exp_by_offset_f32(xk, &exp_offset)
+            e[k] = offset ? (store ? exp_from_reference_f32(xk, reference_bias) : exp_by_offset_f32(xk, &exp_offset))
                           : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
             if (store) {
                 vf_store(y + i + k * VF_LANES, e[k]);
@@ -526,7 +551,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
         const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
         vf xk = count == VF_LANES ? vf_load(x + i) : vf_load_partial(x + i, count, store ? -INFINITY : row_max);
         xk = masked_f32(xk, where, i, count, masked);
-        vf e = offset ? exp_by_offset_f32(xk, &exp_offset)
+        vf e = offset ? (store ? exp_from_reference_f32(xk, reference_bias) : exp_by_offset_f32(xk, &exp_offset))
                       : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
         if (store) {
             if (count == VF_LANES)
@@ -541,7 +566,8 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
         sums[0] = vd_add(sums[0], vd_from_vf_low(e));
         sums[1] = vd_add(sums[1], vd_from_vf_high(e));
     }
-    partial->max = row_max;
+    /* the reference m ln2 as a double: its rounding shifts a long row's block factors by < 2^-38 */
+    partial->max = offset && store ? m * LN2_HI_F64 + m * LN2_LO_F64 : row_max;
     partial->rest_hi = sum_lanes_f64(sums, UNROLL) * (store ? 1.0 : SUM_UNSCALE);
     partial->rest_lo = 0.0; /* double sums of float terms: error far below float32 ULP */
     if (store) {

@@ -69,11 +69,12 @@ typedef enum {
 } entry_point;
 
 static const char *const entry_names[ENTRY_COUNT] = {
-    "partial (masked)",  "partial -> logsumexp", "partial (store)",  "scale (softmax)",
-    "finish softmax",    "finish log_softmax",   "columns softmax",  "columns log_softmax",
-    "columns logsumexp", "rows softmax",         "rows log_softmax", "rows logsumexp",
-    "reduce softmax",    "reduce log_softmax",   "reduce logsumexp", "reduce threads",
-    "where/temperature", "backward",
+    "partial (masked)", "partial -> logsumexp", "partial (store)",
+    "scale (softmax)",  "finish softmax",       "finish log_softmax",
+    "columns softmax",  "columns log_softmax",  "columns logsumexp",
+    "rows softmax",     "rows log_softmax",     "rows logsumexp",
+    "reduce softmax",   "reduce log_softmax",   "reduce logsumexp",
+    "reduce threads",   "where/temperature",    "backward",
 };
 
 static const char *const dtype_names[DTYPE_COUNT] = {"f32", "f64"};
@@ -714,19 +715,23 @@ static void test_row_kernels(int isa, const csm_kernel_table *k, test_row *row, 
         &c, (store_state == CSM_ROW_FINITE) == (r->state == CSM_ROW_FINITE) && store_state == s->store_state,
         "state %s, reference %s, scalar %s", state_name(store_state), state_name(r->state), state_name(s->store_state));
     if (store_state == CSM_ROW_FINITE && r->state == CSM_ROW_FINITE) {
+        /* The partial may report a reference point within ln2/2 of the max instead of the max
+         * (kernel_table.h); its terms and sum are then relative to it: bring them back to the
+         * max (the product's rounding is far below the tolerance). */
+        const long double shift = (long double)stored.max - r->max;
+        const long double to_max = stored.max == (double)r->max ? 1.0L : expl(shift);
         for (int64_t i = 0; i < n; i++)
-            check_value(&c, i, row->x[i], r->exp_term[i], get(y, i, dtype), s->exp_term[i],
+            check_value(&c, i, row->x[i], r->exp_term[i], (double)(get(y, i, dtype) * to_max), s->exp_term[i],
                         allowed_exp_term(r, i, r->exp_term[i].hi, dtype, precision));
         const long double sum = r->count + r->rest;
         const double allowed = EXACT_ULP + (precision == CSM_FAST ? r->spread + (double)n * U64 / (2 * u) : 0);
-        const double error = rest_error(partial_rest(&stored), sum, n, dtype);
-        const double distance = rest_error(partial_rest(&stored), s->store_rest, n, dtype);
+        const double error = rest_error(partial_rest(&stored) * to_max, sum, n, dtype);
+        const double distance = rest_error(partial_rest(&stored) * to_max, s->store_rest, n, dtype);
         track(&c.worst_reference, error);
         track(&c.worst_scalar, distance);
-        check_condition(
-            &c, stored.count == 0 && stored.max == (double)r->max && error <= allowed && distance <= 2 * allowed,
-            "count %g, max %.17g, sum %.21Lg, reference %.21Lg (%.3g eps), scalar %.21Lg", stored.count, stored.max,
-            partial_rest(&stored), sum, error, s->store_rest);
+        check_condition(&c, stored.count == 0 && fabsl(shift) <= 0.35L && error <= allowed && distance <= 2 * allowed,
+                        "count %g, max %.17g, sum %.21Lg, reference %.21Lg (%.3g eps), scalar %.21Lg", stored.count,
+                        stored.max, partial_rest(&stored), sum, error, s->store_rest);
     }
     check_end(&c);
 
@@ -1048,8 +1053,8 @@ static void test_masked(int isa, test_dtype dtype)
 {
     static const struct {
         int64_t outer, n, inner;
-    } shapes[] = {{37, 1, 1},  {37, 3, 1},   {37, 8, 1},  {37, 17, 1}, {37, 64, 1}, {37, 65, 1},
-                  {5, 257, 1}, {3, 4099, 1}, {1, 33000, 1}, {2, 33, 70}, {3, 5, 7},  {2, 64, 19}};
+    } shapes[] = {{37, 1, 1},  {37, 3, 1},   {37, 8, 1},    {37, 17, 1}, {37, 64, 1}, {37, 65, 1},
+                  {5, 257, 1}, {3, 4099, 1}, {1, 33000, 1}, {2, 33, 70}, {3, 5, 7},   {2, 64, 19}};
     static const double temperatures[] = {1.0, 0.37, 3.0};
     const size_t size = element_size(dtype);
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
@@ -1070,10 +1075,9 @@ static void test_masked(int isa, test_dtype dtype)
                 const csm_options options = {t == 2 ? NULL : where, temperatures[t], 0};
                 void *y = guarded_array(&region_y, outputs, dtype);
                 csm_set_isa(CSM_ISA_SCALAR);
-                int status = dtype == DTYPE_F32 ? csm_reduce_options_f32(operation, CSM_EXACT, x, expected, outer, n,
-                                                                         inner, &options)
-                                                : csm_reduce_options_f64(operation, CSM_EXACT, x, expected, outer, n,
-                                                                         inner, &options);
+                int status = dtype == DTYPE_F32
+                                 ? csm_reduce_options_f32(operation, CSM_EXACT, x, expected, outer, n, inner, &options)
+                                 : csm_reduce_options_f64(operation, CSM_EXACT, x, expected, outer, n, inner, &options);
                 csm_set_isa(isa);
                 status |= dtype == DTYPE_F32
                               ? csm_reduce_options_f32(operation, CSM_EXACT, x, y, outer, n, inner, &options)

@@ -49,7 +49,9 @@ static void DRIVER_FN(short_row)(const csm_reduction *r, const ELEMENT *x, const
         kernel_where = NULL;
     }
     KERNEL_FN(r->kernels, partial)(x, kernel_where, store ? y : NULL, n, r->precision, r->temperature, &partial);
-    csm_row_state state = csm_row_scale_from_partials(&partial, 1, r->operation, r->temperature, &scale);
+    csm_row_state state = sizeof(ELEMENT) == sizeof(float) && store
+                              ? csm_row_scale_float32_softmax(&partial, r->temperature, &scale)
+                              : csm_row_scale_from_partials(&partial, 1, r->operation, r->temperature, &scale);
     if (r->operation == CSM_LOGSUMEXP)
         *y = (ELEMENT)csm_logsumexp_from_state(state, &scale);
     else if (state != CSM_ROW_FINITE)

@@ -193,6 +193,18 @@ csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t c
     return CSM_ROW_FINITE;
 }
 
+csm_row_state csm_row_scale_float32_softmax(const csm_partial *partial, const csm_temperature *temperature,
+                                            csm_row_scale *scale)
+{
+    if (!(partial->count == 0.0 && isfinite(partial->max) && isfinite(partial->rest_hi)))
+        return csm_row_scale_from_partials(partial, 1, CSM_SOFTMAX, temperature, scale);
+    scale->max = partial->max;
+    scale->inverse_hi = 1.0 / (partial->rest_hi + partial->rest_lo);
+    scale->inverse_lo = 0.0;
+    scale->log_sum = 0.0;
+    return CSM_ROW_FINITE;
+}
+
 double csm_logsumexp_from_state(csm_row_state state, const csm_row_scale *scale)
 {
     switch (state) {

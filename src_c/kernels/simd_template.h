@@ -107,13 +107,11 @@ static const double EXP_Q_F64[10] = {
 #define CSM_PREFETCH(address) ((void)(address))
 #endif
 
-/* Asks for the `bytes` at distance `ahead` from p, one request per line, in
- * rows of at least PREFETCH_NEXT_MIN elements (the address is formed as an
- * integer: it may lie past the array, which a prefetch never touches). */
-CSM_INLINE void prefetch_next(const void *p, int64_t ahead, int64_t bytes, int64_t n)
+/* Asks for the `bytes` at distance `ahead` from p, one request per line (the
+ * address is formed as an integer: it may lie past the array, which a
+ * prefetch never touches). */
+CSM_INLINE void prefetch_next(const void *p, int64_t ahead, int64_t bytes)
 {
-    if (n < PREFETCH_NEXT_MIN)
-        return;
     for (int64_t k = 0; k < bytes; k += CACHE_LINE_BYTES)
         CSM_PREFETCH((const void *)((uintptr_t)p + (uintptr_t)(ahead + k)));
 }
@@ -316,37 +314,58 @@ CSM_INLINE vf exp_minus_max_f32(vf x, vf negative_max, const int exact, const in
 #define OFFSET_EXP_LIMIT_F32 0x1p15f
 
 typedef struct {
-    vf magic_bias, half_hi, half_lo;
+    vf magic_bias, half_hi, half_lo; /* half_*: exp(-d) / 2, masked sums only */
+    double reference;                /* m ln2 */
 } vf_exp_offset;
 
-/* m = round(M / ln2); the terms of the sums-only (masked) partials, times 2^64. */
-static vf_exp_offset exp_offset_f32(double m, float row_max)
+/* m = round(M / ln2).  store: the softmax store path's terms, relative to m ln2
+ * (exp_from_reference_f32); else the masked sums' terms times 2^64, relative
+ * to M (exp_by_offset_f32). */
+static vf_exp_offset exp_offset_f32(float row_max, const int store)
 {
-    const double d = ((double)row_max - m * LN2_HI_F64) - m * LN2_LO_F64; /* m * LN2_HI_F64 exact: |m| < 2^17 */
-    const double half = 0.5 * exp(-d);
-    const float half_hi = (float)half;
-    vf_exp_offset offset = {vf_set1((float)((double)MAGIC_BIAS_SCALED_F32 + 1.0 - m)), vf_set1(half_hi),
-                            vf_set1((float)(half - (double)half_hi))};
+    const double m = nearbyint((double)row_max * 0x1.71547652B82FEp+0);
+    vf_exp_offset offset;
+    offset.magic_bias = vf_set1((float)((double)(store ? MAGIC_BIAS_F32 : MAGIC_BIAS_SCALED_F32) + 1.0 - m));
+    offset.reference = m * LN2_HI_F64 + m * LN2_LO_F64;
+    offset.half_hi = offset.half_lo = vf_set1(0.0f);
+    if (!store) {
+        const double d = ((double)row_max - m * LN2_HI_F64) - m * LN2_LO_F64; /* m * LN2_HI_F64 exact: |m| < 2^17 */
+        const double half = 0.5 * exp(-d);
+        const float half_hi = (float)half;
+        offset.half_hi = vf_set1(half_hi);
+        offset.half_lo = vf_set1((float)(half - (double)half_hi));
+    }
     return offset;
+}
+
+/* Cody-Waite's reduction of x itself: t = x - n ln2 (n ln2_hi exact), with n
+ * and the power of two in the bits of *biased. */
+CSM_INLINE vf reduce_by_offset_f32(vf x, vf magic_bias, vf *biased)
+{
+    *biased = vf_fma(x, vf_set1(LOG2E_F32), magic_bias);
+    vf n = vf_sub(*biased, magic_bias);
+    return vf_fma(n, vf_set1(-LN2_LO_F32), vf_fma(n, vf_set1(-LN2_HI_F32), x));
+}
+
+/* e times the power of two in biased's bits, for the lanes where that power
+ * is a normal number (biased's low bits >= 0: results at most 4x below the
+ * normal range, which may stay as subnormals); the others, x = -inf among
+ * them (t is NaN there), are 0. */
+CSM_INLINE vf scale_by_offset_power_f32(vf e, vf biased)
+{
+    return vf_keep(vf_not_less(biased, vf_set1(0x1.8p23f)), vf_mul(e, vf_exponent_from_biased(biased)));
 }
 
 CSM_INLINE vf exp_by_offset_f32(vf x, const vf_exp_offset *offset)
 {
-    vf biased = vf_fma(x, vf_set1(LOG2E_F32), offset->magic_bias);
-    vf n = vf_sub(biased, offset->magic_bias);
-    vf r = vf_fma(n, vf_set1(-LN2_HI_F32), x); /* exact */
-    vf t = vf_fma(n, vf_set1(-LN2_LO_F32), r);
+    vf biased;
+    vf t = reduce_by_offset_f32(x, offset->magic_bias, &biased);
     vf q = vf_fma(vf_set1(EXP_Q4_F32), t, vf_set1(EXP_Q3_F32));
     q = vf_fma(q, t, vf_set1(EXP_Q2_F32));
     q = vf_fma(q, t, vf_set1(EXP_Q1_F32));
     q = vf_fma(q, t, vf_set1(EXP_Q0_F32));
     vf p = vf_fma(vf_mul(t, t), q, t); /* exp(t) - 1 */
-    vf e = vf_add(offset->half_hi, vf_fma(offset->half_hi, p, offset->half_lo));
-    e = vf_mul(e, vf_exponent_from_biased(biased));
-    /* Keep the lanes whose power of two is a normal number (biased's low bits
-     * >= 0: results at most 4x below the normal range, which may stay as
-     * subnormals); the others, x = -inf among them (r is NaN there), are 0. */
-    return vf_keep(vf_not_less(biased, vf_set1(0x1.8p23f)), e);
+    return scale_by_offset_power_f32(vf_add(offset->half_hi, vf_fma(offset->half_hi, p, offset->half_lo)), biased);
 }
 
 /* exp(x - m ln2) for the softmax store path: there the factor exp(-d) of
@@ -355,19 +374,16 @@ CSM_INLINE vf exp_by_offset_f32(vf x, const vf_exp_offset *offset)
  * terms up to sqrt(2)), which its partial reports as the max.  exp(t) / 2 by
  * Horner on halved coefficients (halving is exact) times 2^(n - m + 1), as
  * in exp_by_offset_f32: the same operations as the fast mode's exp. */
-CSM_INLINE vf exp_from_reference_f32(vf x, vf magic_bias)
+CSM_INLINE vf exp_from_reference_f32(vf x, const vf_exp_offset *offset)
 {
-    vf biased = vf_fma(x, vf_set1(LOG2E_F32), magic_bias);
-    vf n = vf_sub(biased, magic_bias);
-    vf r = vf_fma(n, vf_set1(-LN2_HI_F32), x); /* exact */
-    vf t = vf_fma(n, vf_set1(-LN2_LO_F32), r);
+    vf biased;
+    vf t = reduce_by_offset_f32(x, offset->magic_bias, &biased);
     vf q = vf_fma(vf_set1(0.5f * EXP_Q4_F32), t, vf_set1(0.5f * EXP_Q3_F32));
     q = vf_fma(q, t, vf_set1(0.5f * EXP_Q2_F32));
     q = vf_fma(q, t, vf_set1(0.5f * EXP_Q1_F32));
     q = vf_fma(q, t, vf_set1(0.5f * EXP_Q0_F32));
     q = vf_fma(q, t, vf_set1(0.5f));
-    vf e = vf_mul(vf_fma(q, t, vf_set1(0.5f)), vf_exponent_from_biased(biased));
-    return vf_keep(vf_not_less(biased, vf_set1(0x1.8p23f)), e); /* as in exp_by_offset_f32 */
+    return scale_by_offset_power_f32(vf_fma(q, t, vf_set1(0.5f)), biased);
 }
 
 /* e / sum with one rounding (exact) or e * rounded(1/sum) (fast). */
@@ -502,11 +518,8 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     const vf_inverse inverse = inverse_f32(temperature);
     const vf max_v = vf_set1(row_max);
     const vf negative_max = vf_set1(-row_max);
-    /* store: relative to the reference m ln2 (exp_from_reference_f32), no exp(-d) needed */
-    const double m = nearbyint((double)row_max * 0x1.71547652B82FEp+0);
-    const vf reference_bias = vf_set1((float)((double)MAGIC_BIAS_F32 + 1.0 - m));
     const vf_exp_offset exp_offset =
-        offset && !store ? exp_offset_f32(m, row_max) : (vf_exp_offset){max_v, max_v, max_v};
+        offset ? exp_offset_f32(row_max, store) : (vf_exp_offset){max_v, max_v, max_v, 0.0};
     vd sums[UNROLL] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
     vf float_sums[UNROLL] = {vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f)};
     int unfolded = 0;
@@ -515,10 +528,11 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     /* main loop: exact adds pairs of vectors in float32, then in double */
     for (; i + UNROLL * VF_LANES <= n; i += UNROLL * VF_LANES) {
         vf e[UNROLL];
-        prefetch_next(x + i, n * (int64_t)sizeof(float), UNROLL * VF_LANES * (int64_t)sizeof(float), n);
+        if (n >= PREFETCH_NEXT_MIN)
+            prefetch_next(x + i, n * (int64_t)sizeof(float), UNROLL * VF_LANES * (int64_t)sizeof(float));
         for (int k = 0; k < UNROLL; k++) {
             vf xk = masked_f32(vf_load(x + i + k * VF_LANES), where, i + k * VF_LANES, VF_LANES, masked);
-            e[k] = offset ? (store ? exp_from_reference_f32(xk, reference_bias) : exp_by_offset_f32(xk, &exp_offset))
+            e[k] = offset ? (store ? exp_from_reference_f32(xk, &exp_offset) : exp_by_offset_f32(xk, &exp_offset))
                           : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
             if (store) {
                 vf_store(y + i + k * VF_LANES, e[k]);
@@ -551,7 +565,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
         const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
         vf xk = count == VF_LANES ? vf_load(x + i) : vf_load_partial(x + i, count, store ? -INFINITY : row_max);
         xk = masked_f32(xk, where, i, count, masked);
-        vf e = offset ? (store ? exp_from_reference_f32(xk, reference_bias) : exp_by_offset_f32(xk, &exp_offset))
+        vf e = offset ? (store ? exp_from_reference_f32(xk, &exp_offset) : exp_by_offset_f32(xk, &exp_offset))
                       : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
         if (store) {
             if (count == VF_LANES)
@@ -567,7 +581,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
         sums[1] = vd_add(sums[1], vd_from_vf_high(e));
     }
     /* the reference m ln2 as a double: its rounding shifts a long row's block factors by < 2^-38 */
-    partial->max = offset && store ? m * LN2_HI_F64 + m * LN2_LO_F64 : row_max;
+    partial->max = offset && store ? exp_offset.reference : row_max;
     partial->rest_hi = sum_lanes_f64(sums, UNROLL) * (store ? 1.0 : SUM_UNSCALE);
     partial->rest_lo = 0.0; /* double sums of float terms: error far below float32 ULP */
     if (store) {
@@ -837,7 +851,8 @@ CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *
     int64_t i = 0;
     /* main loop: two independent Kahan accumulators (exact) or plain sums (fast) */
     for (; i + 2 * VD_LANES <= n; i += 2 * VD_LANES) {
-        prefetch_next(x + i, n * (int64_t)sizeof(double), 2 * VD_LANES * (int64_t)sizeof(double), n);
+        if (n >= PREFETCH_NEXT_MIN)
+            prefetch_next(x + i, n * (int64_t)sizeof(double), 2 * VD_LANES * (int64_t)sizeof(double));
         for (int k = 0; k < 2; k++) {
             vd xk = masked_f64(vd_load(x + i + k * VD_LANES), where, i + k * VD_LANES, VD_LANES, masked);
             vd e = exp_minus_max_f64(xk, negative_max, exact, !store, tempered, inverse);
@@ -1116,8 +1131,7 @@ CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y,
     for (int64_t i = 0; i < n; i++) {
         /* the next tile (the x to this tile's right) for its max pass, whose strided rows the
          * hardware prefetchers do not follow */
-        prefetch_next(x + i * inner, columns * (int64_t)sizeof(float), vectors * VF_LANES * (int64_t)sizeof(float),
-                      PREFETCH_NEXT_MIN);
+        prefetch_next(x + i * inner, columns * (int64_t)sizeof(float), vectors * VF_LANES * (int64_t)sizeof(float));
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VF_LANES;
             vf xk = masked_f32(column_load_f32(x + at, lanes[v], -INFINITY), where, at, lanes[v], masked);
@@ -1275,8 +1289,8 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
         not_max[v] = vd_count_zero();
     }
     for (int64_t i = 0; i < n; i++) {
-        prefetch_next(x + i * inner, columns * (int64_t)sizeof(double), vectors * VD_LANES * (int64_t)sizeof(double),
-                      PREFETCH_NEXT_MIN); /* the next tile, as in columns_f32_body */
+        /* the next tile, as in columns_f32_body */
+        prefetch_next(x + i * inner, columns * (int64_t)sizeof(double), vectors * VD_LANES * (int64_t)sizeof(double));
         for (int v = 0; v < vectors; v++) {
             const int64_t at = i * inner + v * VD_LANES;
             vd xk = masked_f64(column_load_f64(x + at, lanes[v], -INFINITY), where, at, lanes[v], masked);

@@ -23,8 +23,8 @@
  *      one rounding; log_softmax is (x - C_hi) - C_lo with C = M + log_sum
  *      split into hi + lo (log_softmax_shifted_f32), or with a temperature
  *      formed in double (float32) / as (hi - log_sum) + lo (float64).
- * Float32 rows skip step 1 altogether (exp_by_offset_f32): exp(x - M) is
- * rebuilt from the exact reduction of x itself and a per-row exp(M's
+ * Float32 rows skip step 1 altogether (exp_from_reference_f32): exp(x - M)
+ * is rebuilt from the exact reduction of x itself and a per-row exp(M's
  * remainder), which costs fewer operations than carrying x - M exactly.
  * Measured max error: see TOLERANCES in tests/reference.py.
  * Fast mode drops step 1's correction (d rounded once, the classical
@@ -304,86 +304,60 @@ CSM_INLINE vf exp_minus_max_f32(vf x, vf negative_max, const int exact, const in
 
 /* Exact float32 exp(x - M) without forming x - M (whose rounding error step
  * 1 must otherwise recover with a Fast2Sum): with M = m ln2 + d (m an
- * integer, |d| <= ln2/2), exp(x - M) = 2^(n - m + 1) exp(r) (exp(-d) / 2),
- * where n = round(x / ln2) and r = x - n ln2 is Cody-Waite's reduction of x
- * itself, exact as in step 2.  exp(-d) / 2 is a per-row constant carried as
- * hi + lo; the magic bias carries -m + 1 (and the sums' 2^64), so its bits
- * still give the power of two.  The "+ 1" keeps that power normal for every
- * result the cutoff keeps.  n ln2_lo is exact enough while |x| < 2^15
- * (OFFSET_EXP_LIMIT_F32); larger rows use step 1. */
+ * integer, |d| <= ln2/2), exp(x - M) = exp(x - m ln2) exp(-d), and
+ * exp(x - m ln2) = 2^(n - m + 1) (exp(r) / 2), where n = round(x / ln2) and
+ * r = x - n ln2 is Cody-Waite's reduction of x itself, exact as in step 2.
+ * The magic bias carries -m + 1 (and the sums' 2^64), so its bits still give
+ * the power of two; the "+ 1" keeps that power normal for every result the
+ * cutoff keeps.  Rows are summed relative to the reference m ln2: the
+ * softmax store path reports it as the partial's max (exp(-d) cancels
+ * between terms and sum), the masked sums multiply their double sum by
+ * exp(-d) once, after the loop, so that exp sits off the row's critical
+ * path.  n ln2_lo is exact enough while |x| < 2^15 (OFFSET_EXP_LIMIT_F32);
+ * larger rows use step 1. */
 #define OFFSET_EXP_LIMIT_F32 0x1p15f
 
 typedef struct {
-    vf magic_bias, half_hi, half_lo; /* half_*: exp(-d) / 2, masked sums only */
-    double reference;                /* m ln2 */
+    vf magic_bias;
+    double reference;   /* m ln2 */
+    double rest_factor; /* masked sums: exp(-d) 2^-64, relative to M */
 } vf_exp_offset;
 
-/* m = round(M / ln2).  store: the softmax store path's terms, relative to m ln2
- * (exp_from_reference_f32); else the masked sums' terms times 2^64, relative
- * to M (exp_by_offset_f32). */
+/* m = round(M / ln2).  store: the softmax store path's terms; else the
+ * masked sums' terms, times 2^64. */
 static vf_exp_offset exp_offset_f32(float row_max, const int store)
 {
     const double m = nearbyint((double)row_max * 0x1.71547652B82FEp+0);
     vf_exp_offset offset;
     offset.magic_bias = vf_set1((float)((double)(store ? MAGIC_BIAS_F32 : MAGIC_BIAS_SCALED_F32) + 1.0 - m));
     offset.reference = m * LN2_HI_F64 + m * LN2_LO_F64;
-    offset.half_hi = offset.half_lo = vf_set1(0.0f);
+    offset.rest_factor = 1.0;
     if (!store) {
         const double d = ((double)row_max - m * LN2_HI_F64) - m * LN2_LO_F64; /* m * LN2_HI_F64 exact: |m| < 2^17 */
-        const double half = 0.5 * exp(-d);
-        const float half_hi = (float)half;
-        offset.half_hi = vf_set1(half_hi);
-        offset.half_lo = vf_set1((float)(half - (double)half_hi));
+        offset.rest_factor = exp(-d) * SUM_UNSCALE;
     }
     return offset;
 }
 
-/* Cody-Waite's reduction of x itself: t = x - n ln2 (n ln2_hi exact), with n
- * and the power of two in the bits of *biased. */
-CSM_INLINE vf reduce_by_offset_f32(vf x, vf magic_bias, vf *biased)
-{
-    *biased = vf_fma(x, vf_set1(LOG2E_F32), magic_bias);
-    vf n = vf_sub(*biased, magic_bias);
-    return vf_fma(n, vf_set1(-LN2_LO_F32), vf_fma(n, vf_set1(-LN2_HI_F32), x));
-}
-
-/* e times the power of two in biased's bits, for the lanes where that power
- * is a normal number (biased's low bits >= 0: results at most 4x below the
- * normal range, which may stay as subnormals); the others, x = -inf among
- * them (t is NaN there), are 0. */
-CSM_INLINE vf scale_by_offset_power_f32(vf e, vf biased)
-{
-    return vf_keep(vf_not_less(biased, vf_set1(0x1.8p23f)), vf_mul(e, vf_exponent_from_biased(biased)));
-}
-
-CSM_INLINE vf exp_by_offset_f32(vf x, const vf_exp_offset *offset)
-{
-    vf biased;
-    vf t = reduce_by_offset_f32(x, offset->magic_bias, &biased);
-    vf q = vf_fma(vf_set1(EXP_Q4_F32), t, vf_set1(EXP_Q3_F32));
-    q = vf_fma(q, t, vf_set1(EXP_Q2_F32));
-    q = vf_fma(q, t, vf_set1(EXP_Q1_F32));
-    q = vf_fma(q, t, vf_set1(EXP_Q0_F32));
-    vf p = vf_fma(vf_mul(t, t), q, t); /* exp(t) - 1 */
-    return scale_by_offset_power_f32(vf_add(offset->half_hi, vf_fma(offset->half_hi, p, offset->half_lo)), biased);
-}
-
-/* exp(x - m ln2) for the softmax store path: there the factor exp(-d) of
- * exp_by_offset_f32 cancels between a row's terms and their sum, so the row
- * is stored and summed relative to the reference m ln2 (within ln2/2 of M,
- * terms up to sqrt(2)), which its partial reports as the max.  exp(t) / 2 by
- * Horner on halved coefficients (halving is exact) times 2^(n - m + 1), as
- * in exp_by_offset_f32: the same operations as the fast mode's exp. */
+/* exp(x - m ln2): Cody-Waite's reduction of x itself, t = x - n ln2 (n ln2_hi
+ * exact, n and the power of two in the bits of biased), exp(t) / 2 by Horner
+ * on halved coefficients (halving is exact), times 2^(n - m + 1) where that
+ * power is a normal number (biased's low bits >= 0: results at most 4x below
+ * the normal range, which may stay as subnormals); the other lanes, x = -inf
+ * among them (t is NaN there), are 0.  Terms up to sqrt(2); the same
+ * operations as the fast mode's exp. */
 CSM_INLINE vf exp_from_reference_f32(vf x, const vf_exp_offset *offset)
 {
-    vf biased;
-    vf t = reduce_by_offset_f32(x, offset->magic_bias, &biased);
+    vf biased = vf_fma(x, vf_set1(LOG2E_F32), offset->magic_bias);
+    vf n = vf_sub(biased, offset->magic_bias);
+    vf t = vf_fma(n, vf_set1(-LN2_LO_F32), vf_fma(n, vf_set1(-LN2_HI_F32), x));
     vf q = vf_fma(vf_set1(0.5f * EXP_Q4_F32), t, vf_set1(0.5f * EXP_Q3_F32));
     q = vf_fma(q, t, vf_set1(0.5f * EXP_Q2_F32));
     q = vf_fma(q, t, vf_set1(0.5f * EXP_Q1_F32));
     q = vf_fma(q, t, vf_set1(0.5f * EXP_Q0_F32));
     q = vf_fma(q, t, vf_set1(0.5f));
-    return scale_by_offset_power_f32(vf_fma(q, t, vf_set1(0.5f)), biased);
+    vf e = vf_fma(q, t, vf_set1(0.5f));
+    return vf_keep(vf_not_less(biased, vf_set1(0x1.8p23f)), vf_mul(e, vf_exponent_from_biased(biased)));
 }
 
 /* e / sum with one rounding (exact) or e * rounded(1/sum) (fast). */
@@ -510,7 +484,7 @@ CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y,
         partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, store, masked, tempered, 0);
 }
 
-/* partial_f32_body's passes after the max; offset: exp_by_offset_f32. */
+/* partial_f32_body's passes after the max; offset: exp_from_reference_f32. */
 CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y, int64_t n, float row_max,
                                  const csm_temperature *temperature, csm_partial *partial, const int exact,
                                  const int store, const int masked, const int tempered, const int offset)
@@ -519,7 +493,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     const vf max_v = vf_set1(row_max);
     const vf negative_max = vf_set1(-row_max);
     const vf_exp_offset exp_offset =
-        offset ? exp_offset_f32(row_max, store) : (vf_exp_offset){max_v, max_v, max_v, 0.0};
+        offset ? exp_offset_f32(row_max, store) : (vf_exp_offset){max_v, 0.0, SUM_UNSCALE};
     vd sums[UNROLL] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
     vf float_sums[UNROLL] = {vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f)};
     int unfolded = 0;
@@ -532,7 +506,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
             prefetch_next(x + i, n * (int64_t)sizeof(float), UNROLL * VF_LANES * (int64_t)sizeof(float));
         for (int k = 0; k < UNROLL; k++) {
             vf xk = masked_f32(vf_load(x + i + k * VF_LANES), where, i + k * VF_LANES, VF_LANES, masked);
-            e[k] = offset ? (store ? exp_from_reference_f32(xk, &exp_offset) : exp_by_offset_f32(xk, &exp_offset))
+            e[k] = offset ? exp_from_reference_f32(xk, &exp_offset)
                           : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
             if (store) {
                 vf_store(y + i + k * VF_LANES, e[k]);
@@ -565,7 +539,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
         const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
         vf xk = count == VF_LANES ? vf_load(x + i) : vf_load_partial(x + i, count, store ? -INFINITY : row_max);
         xk = masked_f32(xk, where, i, count, masked);
-        vf e = offset ? (store ? exp_from_reference_f32(xk, &exp_offset) : exp_by_offset_f32(xk, &exp_offset))
+        vf e = offset ? exp_from_reference_f32(xk, &exp_offset)
                       : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
         if (store) {
             if (count == VF_LANES)
@@ -582,7 +556,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     }
     /* the reference m ln2 as a double: its rounding shifts a long row's block factors by < 2^-38 */
     partial->max = offset && store ? exp_offset.reference : row_max;
-    partial->rest_hi = sum_lanes_f64(sums, UNROLL) * (store ? 1.0 : SUM_UNSCALE);
+    partial->rest_hi = sum_lanes_f64(sums, UNROLL) * (store ? 1.0 : exp_offset.rest_factor);
     partial->rest_lo = 0.0; /* double sums of float terms: error far below float32 ULP */
     if (store) {
         partial->count = 0.0;
@@ -661,16 +635,19 @@ CSM_INLINE void finish_f32_body(const float *x, const uint8_t *where, float *y, 
         csm_kernels_scalar.finish_f32(x, where, y, n, operation, CSM_EXACT, temperature, scale);
         return;
     }
+    /* A copy nothing can alias: intrinsic stores may alias anything, so loads
+     * through `scale` would be repeated (with the shift's arithmetic) per vector. */
+    const csm_row_scale row = *scale;
     const vf_inverse inverse = inverse_f32(temperature);
     const vd inverse_d = vd_set1(temperature ? temperature->inverse_hi : 1.0);
     int64_t i = 0;
     for (; i + VF_LANES <= n; i += VF_LANES) {
         vf xk = masked_f32(vf_load(x + i), where, i, VF_LANES, masked);
-        vf_store(y + i, finish_f32_vector(xk, operation, scale, exact, tempered, inverse, inverse_d));
+        vf_store(y + i, finish_f32_vector(xk, operation, &row, exact, tempered, inverse, inverse_d));
     }
     if (i < n) {
         vf xk = masked_f32(vf_load_partial(x + i, n - i, 0.0f), where, i, n - i, masked);
-        vf_store_partial(y + i, finish_f32_vector(xk, operation, scale, exact, tempered, inverse, inverse_d), n - i);
+        vf_store_partial(y + i, finish_f32_vector(xk, operation, &row, exact, tempered, inverse, inverse_d), n - i);
     }
 }
 
@@ -965,15 +942,18 @@ CSM_INLINE void finish_f64_body(const double *x, const uint8_t *where, double *y
         csm_kernels_scalar.finish_f64(x, where, y, n, operation, CSM_EXACT, temperature, scale);
         return;
     }
+    /* A copy nothing can alias: intrinsic stores may alias anything, so loads
+     * through `scale` would be repeated (with the shift's arithmetic) per vector. */
+    const csm_row_scale row = *scale;
     const vd_inverse inverse = inverse_f64(temperature);
     int64_t i = 0;
     for (; i + VD_LANES <= n; i += VD_LANES) {
         vd xk = masked_f64(vd_load(x + i), where, i, VD_LANES, masked);
-        vd_store(y + i, finish_f64_vector(xk, operation, scale, exact, tempered, inverse));
+        vd_store(y + i, finish_f64_vector(xk, operation, &row, exact, tempered, inverse));
     }
     if (i < n) {
         vd xk = masked_f64(vd_load_partial(x + i, n - i, 0.0), where, i, n - i, masked);
-        vd_store_partial(y + i, finish_f64_vector(xk, operation, scale, exact, tempered, inverse), n - i);
+        vd_store_partial(y + i, finish_f64_vector(xk, operation, &row, exact, tempered, inverse), n - i);
     }
 }
 

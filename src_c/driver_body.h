@@ -36,42 +36,71 @@ static void DRIVER_FN(fill_special)(ELEMENT *y, const uint8_t *where, int64_t n,
         y[i] = where[i] ? (ELEMENT)NAN : excluded;
 }
 
-/* One row that fits in cache. */
-static void DRIVER_FN(short_row)(const csm_reduction *r, const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n)
+/* A row that fits in cache runs in two steps: its sums (max, exp, sum and
+ * the scale), then its outputs.  short_rows starts the next row's sums
+ * before this row's outputs, so the division or log between a row's passes
+ * overlaps the next row's loops instead of stalling them; the order of the
+ * work changes, not its arithmetic. */
+typedef struct {
+    const ELEMENT *x; /* what the output pass reads (y holding x when masked) */
+    const uint8_t *where;
+    ELEMENT *y;
+    csm_row_state state;
+    csm_row_scale scale;
+} DRIVER_FN(row_in_flight);
+
+static void DRIVER_FN(row_sums)(const csm_reduction *r, const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n,
+                                DRIVER_FN(row_in_flight) *row)
 {
     csm_partial partial;
-    csm_row_scale scale;
     const int store = r->operation == CSM_SOFTMAX;
+    row->where = where;
+    row->y = y;
     const uint8_t *kernel_where = where;
     if (where && r->operation != CSM_LOGSUMEXP) { /* read the mask once: y = x, excluded -inf */
         KERNEL_FN(r->kernels, mask)(x, where, y, n);
         x = y;
         kernel_where = NULL;
     }
+    row->x = x;
     KERNEL_FN(r->kernels, partial)(x, kernel_where, store ? y : NULL, n, r->precision, r->temperature, &partial);
-    csm_row_state state = sizeof(ELEMENT) == sizeof(float) && store
-                              ? csm_row_scale_float32_softmax(&partial, r->temperature, &scale)
-                              : csm_row_scale_from_partials(&partial, 1, r->operation, r->temperature, &scale);
+    row->state = sizeof(ELEMENT) == sizeof(float) && store
+                     ? csm_row_scale_float32_softmax(&partial, r->temperature, &row->scale)
+                     : csm_row_scale_from_partials(&partial, 1, r->operation, r->temperature, &row->scale);
     if (r->operation == CSM_LOGSUMEXP)
-        *y = (ELEMENT)csm_logsumexp_from_state(state, &scale);
-    else if (state != CSM_ROW_FINITE)
-        DRIVER_FN(fill_special)(y, where, n, r->operation);
-    else if (store)
-        KERNEL_FN(r->kernels, scale)(y, n, r->precision, &scale);
+        *y = (ELEMENT)csm_logsumexp_from_state(row->state, &row->scale);
+}
+
+static void DRIVER_FN(row_outputs)(const csm_reduction *r, int64_t n, const DRIVER_FN(row_in_flight) *row)
+{
+    if (r->operation == CSM_LOGSUMEXP)
+        return;
+    if (row->state != CSM_ROW_FINITE)
+        DRIVER_FN(fill_special)(row->y, row->where, n, r->operation);
+    else if (r->operation == CSM_SOFTMAX)
+        KERNEL_FN(r->kernels, scale)(row->y, n, r->precision, &row->scale);
     else
-        KERNEL_FN(r->kernels, finish)(x, kernel_where, y, n, r->operation, r->precision, r->temperature, &scale);
+        KERNEL_FN(r->kernels, finish)(row->x, NULL, row->y, n, r->operation, r->precision, r->temperature,
+                                      &row->scale);
 }
 
 static void DRIVER_FN(short_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int64_t begin, int64_t end)
 {
-    const int64_t y_row = r->operation == CSM_LOGSUMEXP ? 1 : r->n;
-    if (KERNEL_FN(r->kernels, rows) && r->n <= r->kernels->short_row_limit) {
-        KERNEL_FN(r->kernels, rows)(x + begin * r->n, r->where ? r->where + begin * r->n : NULL, y + begin * y_row,
-                                    end - begin, r->n, r->operation, r->precision, r->temperature);
+    const int64_t n = r->n, y_row = r->operation == CSM_LOGSUMEXP ? 1 : n;
+    if (KERNEL_FN(r->kernels, rows) && n <= r->kernels->short_row_limit) {
+        KERNEL_FN(r->kernels, rows)(x + begin * n, r->where ? r->where + begin * n : NULL, y + begin * y_row,
+                                    end - begin, n, r->operation, r->precision, r->temperature);
         return;
     }
-    for (int64_t row = begin; row < end; row++)
-        DRIVER_FN(short_row)(r, x + row * r->n, r->where ? r->where + row * r->n : NULL, y + row * y_row, r->n);
+    DRIVER_FN(row_in_flight) rows[2];
+    for (int64_t row = begin; row < end; row++) {
+        DRIVER_FN(row_sums)(r, x + row * n, r->where ? r->where + row * n : NULL, y + row * y_row, n,
+                            &rows[row & 1]);
+        if (row > begin)
+            DRIVER_FN(row_outputs)(r, n, &rows[(row - 1) & 1]);
+    }
+    if (end > begin)
+        DRIVER_FN(row_outputs)(r, n, &rows[(end - 1) & 1]);
 }
 
 static void DRIVER_FN(column_tiles)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int64_t begin, int64_t end)

@@ -168,6 +168,10 @@ static void scale_from_single_partial(const csm_partial *p, int operation, csm_r
         scale->inverse_hi = inverse;
         scale->inverse_lo = (((1.0 - product.hi) - product.lo) - inverse * sum.lo) * inverse;
         scale->log_sum = 0.0;
+    } else if (p->count == 0.0) {
+        /* an unmasked partial (fast mode's classical sum, kernel_table.h): log, not log1p */
+        scale->inverse_hi = scale->inverse_lo = 0.0;
+        scale->log_sum = log(p->rest_hi + p->rest_lo);
     } else {
         /* rest = sum - 1 = (count - 1) + rest_hi + rest_lo, count - 1 exact */
         double_double rest = two_sum(p->count - 1.0, p->rest_hi);

@@ -19,7 +19,7 @@
  * sum(exp(x - max)) == count + rest.  A "masked" partial puts every element
  * equal to max in count and the others in rest, so rest alone is the exact
  * sum of the non-maximal terms that log1p needs near 0.  An "unmasked" one
- * (the softmax store path) has count == 0. */
+ * (the softmax store path, fast mode's sums) has count == 0. */
 typedef struct {
     double max;     /* may be NaN or dropped NaN: rest is NaN then */
     double count;   /* elements equal to max (masked partials) */
@@ -59,7 +59,10 @@ typedef struct {
      * be x) it also stores exp((x - p.max) / T) into y and fills an unmasked
      * partial, whose max may be a reference point within ln2/2 of the true
      * maximum rather than the maximum (float32: terms then up to sqrt(2));
-     * when the maximum is -inf it stores zeros and fills the masked partial. */
+     * when the maximum is -inf it stores zeros and fills the masked partial.
+     * With y == NULL it fills a masked partial -- or, in fast mode where the
+     * maximum is finite, an unmasked one: the classical sum of every term,
+     * whose log needs no log1p (fast mode's accuracy, DESIGN.md section 1). */
     void (*partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
                         const csm_temperature *temperature, csm_partial *partial);
     void (*partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,

@@ -96,13 +96,15 @@ static void SCALAR_FN(partial)(const ELEMENT *x, const uint8_t *where, ELEMENT *
             y[i] = 0;
         return;
     }
+    /* fast mode sums every term of a finite row unmasked (kernel_table.h) */
+    const int counted = !y && (exact || !isfinite(row_max));
     double sum = 0.0, compensation = 0.0, maxima = 0.0;
     for (int64_t i = 0; i < n; i++) {
         const ELEMENT value = SCALAR_FN(load)(x, where, i);
         double e = SCALAR_FN(exp_minus_max)(value, row_max, exact, temperature);
         if (y) {
             y[i] = (ELEMENT)e;
-        } else if (value == row_max) {
+        } else if (counted && value == row_max) {
             maxima += 1.0;
             continue;
         }

@@ -456,7 +456,8 @@ static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, 
 
 CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y, int64_t n, float row_max,
                                  const csm_temperature *temperature, csm_partial *partial, const int exact,
-                                 const int store, const int masked, const int tempered, const int offset);
+                                 const int store, const int counted, const int masked, const int tempered,
+                                 const int offset);
 
 /* store: y = exp((x - M) / T), plain sum.  !store: masked sum of the
  * non-maximal terms plus the count of maxima (tail lanes are filled with M,
@@ -479,15 +480,19 @@ CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y,
         return;
     }
     if (exact && !tempered && fabsf(row_max) < OFFSET_EXP_LIMIT_F32)
-        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, store, masked, tempered, 1);
-    else
-        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, store, masked, tempered, 0);
+        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, store, !store, masked, tempered, 1);
+    else if (exact || store || !isfinite(row_max))
+        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, store, !store, masked, tempered, 0);
+    else /* fast: the classical sum of every term, unmasked (kernel_table.h) */
+        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, 0, 0, masked, tempered, 0);
 }
 
-/* partial_f32_body's passes after the max; offset: exp_from_reference_f32. */
+/* partial_f32_body's passes after the max; counted: a masked partial (the
+ * maxima counted apart); offset: exp_from_reference_f32. */
 CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y, int64_t n, float row_max,
                                  const csm_temperature *temperature, csm_partial *partial, const int exact,
-                                 const int store, const int masked, const int tempered, const int offset)
+                                 const int store, const int counted, const int masked, const int tempered,
+                                 const int offset)
 {
     const vf_inverse inverse = inverse_f32(temperature);
     const vf max_v = vf_set1(row_max);
@@ -510,7 +515,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
                           : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
             if (store) {
                 vf_store(y + i + k * VF_LANES, e[k]);
-            } else {
+            } else if (counted) {
                 vf_mask other = vf_not_equal(xk, max_v);
                 e[k] = vf_keep(other, e[k]);
                 not_max = vf_count_add(not_max, other);
@@ -537,7 +542,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     /* remaining whole vectors, then the tail */
     for (; i < n; i += VF_LANES) {
         const int64_t count = n - i < VF_LANES ? n - i : VF_LANES;
-        vf xk = count == VF_LANES ? vf_load(x + i) : vf_load_partial(x + i, count, store ? -INFINITY : row_max);
+        vf xk = count == VF_LANES ? vf_load(x + i) : vf_load_partial(x + i, count, counted ? row_max : -INFINITY);
         xk = masked_f32(xk, where, i, count, masked);
         vf e = offset ? exp_from_reference_f32(xk, &exp_offset)
                       : exp_minus_max_f32(xk, negative_max, exact, !store, tempered, inverse);
@@ -546,7 +551,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
                 vf_store(y + i, e);
             else
                 vf_store_partial(y + i, e, count);
-        } else {
+        } else if (counted) {
             vf_mask other = vf_not_equal(xk, max_v);
             e = vf_keep(other, e);
             not_max = vf_count_add(not_max, other);
@@ -558,7 +563,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     partial->max = offset && store ? exp_offset.reference : row_max;
     partial->rest_hi = sum_lanes_f64(sums, UNROLL) * (store ? 1.0 : exp_offset.rest_factor);
     partial->rest_lo = 0.0; /* double sums of float terms: error far below float32 ULP */
-    if (store) {
+    if (!counted) {
         partial->count = 0.0;
     } else {
         int32_t lanes[VF_LANES];
@@ -803,6 +808,10 @@ static void KERNEL(mask_f64)(const double *x, const uint8_t *where, double *y, i
 static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
                                 const csm_temperature *temperature, csm_partial *partial);
 
+CSM_INLINE void partial_f64_sums(const double *x, const uint8_t *where, double *y, int64_t n, double row_max,
+                                 const csm_temperature *temperature, csm_partial *partial, const int exact,
+                                 const int store, const int counted, const int masked, const int tempered);
+
 CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *y, int64_t n,
                                  const csm_temperature *temperature, csm_partial *partial, const int exact,
                                  const int store, const int masked, const int tempered)
@@ -819,6 +828,17 @@ CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *
             y[i] = 0;
         return;
     }
+    if (exact || store || !isfinite(row_max))
+        partial_f64_sums(x, where, y, n, row_max, temperature, partial, exact, store, !store, masked, tempered);
+    else /* as partial_f32_body */
+        partial_f64_sums(x, where, y, n, row_max, temperature, partial, exact, 0, 0, masked, tempered);
+}
+
+/* partial_f64_body's passes after the max, as partial_f32_sums. */
+CSM_INLINE void partial_f64_sums(const double *x, const uint8_t *where, double *y, int64_t n, double row_max,
+                                 const csm_temperature *temperature, csm_partial *partial, const int exact,
+                                 const int store, const int counted, const int masked, const int tempered)
+{
     const vd_inverse inverse = inverse_f64(temperature);
     const vd max_v = vd_set1(row_max);
     const vd negative_max = vd_set1(-row_max);
@@ -835,7 +855,7 @@ CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *
             vd e = exp_minus_max_f64(xk, negative_max, exact, !store, tempered, inverse);
             if (store) {
                 vd_store(y + i + k * VD_LANES, e);
-            } else {
+            } else if (counted) {
                 vd_mask other = vd_not_equal(xk, max_v);
                 e = vd_keep(other, e);
                 not_max = vd_count_add(not_max, other);
@@ -849,7 +869,7 @@ CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *
     /* remaining vector, then the tail */
     for (; i < n; i += VD_LANES) {
         const int64_t count = n - i < VD_LANES ? n - i : VD_LANES;
-        vd xk = count == VD_LANES ? vd_load(x + i) : vd_load_partial(x + i, count, store ? -INFINITY : row_max);
+        vd xk = count == VD_LANES ? vd_load(x + i) : vd_load_partial(x + i, count, counted ? row_max : -INFINITY);
         xk = masked_f64(xk, where, i, count, masked);
         vd e = exp_minus_max_f64(xk, negative_max, exact, !store, tempered, inverse);
         if (store) {
@@ -857,7 +877,7 @@ CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *
                 vd_store(y + i, e);
             else
                 vd_store_partial(y + i, e, count);
-        } else {
+        } else if (counted) {
             vd_mask other = vd_not_equal(xk, max_v);
             e = vd_keep(other, e);
             not_max = vd_count_add(not_max, other);
@@ -873,7 +893,7 @@ CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *
         partial->rest_hi *= SUM_UNSCALE;
         partial->rest_lo *= SUM_UNSCALE;
     }
-    if (store) {
+    if (!counted) {
         partial->count = 0.0;
     } else {
         int64_t lanes[VD_LANES];

@@ -50,7 +50,7 @@ typedef struct {
 } DRIVER_FN(row_in_flight);
 
 static void DRIVER_FN(row_sums)(const csm_reduction *r, const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n,
-                                DRIVER_FN(row_in_flight) *row)
+                                DRIVER_FN(row_in_flight) * row)
 {
     csm_partial partial;
     const int store = r->operation == CSM_SOFTMAX;
@@ -71,7 +71,7 @@ static void DRIVER_FN(row_sums)(const csm_reduction *r, const ELEMENT *x, const 
         *y = (ELEMENT)csm_logsumexp_from_state(row->state, &row->scale);
 }
 
-static void DRIVER_FN(row_outputs)(const csm_reduction *r, int64_t n, const DRIVER_FN(row_in_flight) *row)
+static void DRIVER_FN(row_outputs)(const csm_reduction *r, int64_t n, const DRIVER_FN(row_in_flight) * row)
 {
     if (r->operation == CSM_LOGSUMEXP)
         return;
@@ -80,8 +80,7 @@ static void DRIVER_FN(row_outputs)(const csm_reduction *r, int64_t n, const DRIV
     else if (r->operation == CSM_SOFTMAX)
         KERNEL_FN(r->kernels, scale)(row->y, n, r->precision, &row->scale);
     else
-        KERNEL_FN(r->kernels, finish)(row->x, NULL, row->y, n, r->operation, r->precision, r->temperature,
-                                      &row->scale);
+        KERNEL_FN(r->kernels, finish)(row->x, NULL, row->y, n, r->operation, r->precision, r->temperature, &row->scale);
 }
 
 static void DRIVER_FN(short_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int64_t begin, int64_t end)
@@ -94,8 +93,7 @@ static void DRIVER_FN(short_rows)(const csm_reduction *r, const ELEMENT *x, ELEM
     }
     DRIVER_FN(row_in_flight) rows[2];
     for (int64_t row = begin; row < end; row++) {
-        DRIVER_FN(row_sums)(r, x + row * n, r->where ? r->where + row * n : NULL, y + row * y_row, n,
-                            &rows[row & 1]);
+        DRIVER_FN(row_sums)(r, x + row * n, r->where ? r->where + row * n : NULL, y + row * y_row, n, &rows[row & 1]);
         if (row > begin)
             DRIVER_FN(row_outputs)(r, n, &rows[(row - 1) & 1]);
     }

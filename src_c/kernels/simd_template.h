@@ -497,8 +497,7 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     const vf_inverse inverse = inverse_f32(temperature);
     const vf max_v = vf_set1(row_max);
     const vf negative_max = vf_set1(-row_max);
-    const vf_exp_offset exp_offset =
-        offset ? exp_offset_f32(row_max, store) : (vf_exp_offset){max_v, 0.0, SUM_UNSCALE};
+    const vf_exp_offset exp_offset = offset ? exp_offset_f32(row_max, store) : (vf_exp_offset){max_v, 0.0, SUM_UNSCALE};
     vd sums[UNROLL] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
     vf float_sums[UNROLL] = {vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f)};
     int unfolded = 0;

@@ -403,16 +403,17 @@ CSM_INLINE float max_f32(const float *x, const uint8_t *where, int64_t n, const 
 }
 
 /* Adds the lanes of `count` (1, 2 or 4) double vectors pairwise in a fixed
- * tree order: a row's last step is log2(lanes) adds deep, not a serial chain. */
-static double sum_lanes_f64(const vd *vectors, int count)
+ * tree order: a row's last step is log2(lanes) adds deep, not a serial chain,
+ * and stays in registers (a trip through memory stalls store forwarding). */
+CSM_INLINE double sum_lanes_f64(const vd *vectors, int count)
 {
-    double lanes[4 * VD_LANES];
+    vd v[4];
     for (int k = 0; k < count; k++)
-        vd_store(lanes + k * VD_LANES, vectors[k]);
-    for (int width = count * VD_LANES / 2; width >= 1; width /= 2)
-        for (int j = 0; j < width; j++)
-            lanes[j] += lanes[j + width];
-    return lanes[0];
+        v[k] = vectors[k];
+    for (int half = count / 2; half >= 1; half /= 2)
+        for (int k = 0; k < half; k++)
+            v[k] = vd_add(v[k], v[k + half]);
+    return vd_reduce_add_halves(v[0]);
 }
 
 /* ------------------------------------------------------------------------- */

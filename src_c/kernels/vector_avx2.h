@@ -135,6 +135,12 @@ CSM_INLINE double vd_reduce_max(vd v)
     m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));
     return _mm_cvtsd_f64(m);
 }
+/* The lanes' sum in a fixed tree: the upper half added to the lower, repeatedly. */
+CSM_INLINE double vd_reduce_add_halves(vd v)
+{
+    __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+}
 CSM_INLINE vd_count vd_count_zero(void) { return _mm256_setzero_si256(); }
 CSM_INLINE vd_count vd_count_add(vd_count c, vd_mask m) { return _mm256_sub_epi64(c, _mm256_castpd_si256(m)); }
 CSM_INLINE void vd_count_store(int64_t *p, vd_count c) { _mm256_storeu_si256((__m256i *)p, c); }

@@ -106,6 +106,13 @@ CSM_INLINE vd vd_exponent_from_biased(vd biased)
     return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(biased), 52));
 }
 CSM_INLINE double vd_reduce_max(vd v) { return _mm512_reduce_max_pd(v); }
+/* The lanes' sum in a fixed tree: the upper half added to the lower, repeatedly. */
+CSM_INLINE double vd_reduce_add_halves(vd v)
+{
+    __m256d quarter = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+    __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(quarter), _mm256_extractf128_pd(quarter, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+}
 CSM_INLINE vd_count vd_count_zero(void) { return _mm512_setzero_si512(); }
 CSM_INLINE vd_count vd_count_add(vd_count c, vd_mask m) { return _mm512_mask_add_epi64(c, m, c, _mm512_set1_epi64(1)); }
 CSM_INLINE void vd_count_store(int64_t *p, vd_count c) { _mm512_storeu_si512((void *)p, c); }

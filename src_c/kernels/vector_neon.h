@@ -155,6 +155,8 @@ CSM_INLINE vd vd_exponent_from_biased(vd biased)
     return vreinterpretq_f64_u64(vshlq_n_u64(vreinterpretq_u64_f64(biased), 52));
 }
 CSM_INLINE double vd_reduce_max(vd v) { return vmaxvq_f64(v); }
+/* The lanes' sum in a fixed tree: the upper half added to the lower, repeatedly. */
+CSM_INLINE double vd_reduce_add_halves(vd v) { return vgetq_lane_f64(v, 0) + vgetq_lane_f64(v, 1); }
 CSM_INLINE vd_count vd_count_zero(void) { return vdupq_n_s64(0); }
 CSM_INLINE vd_count vd_count_add(vd_count c, vd_mask m) { return vsubq_s64(c, vreinterpretq_s64_u64(m)); }
 CSM_INLINE void vd_count_store(int64_t *p, vd_count c) { vst1q_s64(p, c); }

@@ -9,7 +9,8 @@
 #include "dispatch.h"
 #include "parallel.h"
 
-/* Rows per work chunk are multiples of this (the widest short-row tile). */
+/* Short rows (tiled by the kernel) are shared in multiples of this, its widest
+ * tile; longer rows one by one. */
 #define ROW_GRANULE 32
 
 #define ELEMENT float

@@ -18,7 +18,7 @@ int BACKWARD_FN(csm_backward)(csm_operation operation, const ELEMENT *grad, cons
     const int64_t tile = rows ? 1 : COLUMN_TILE(kernels);
     const int64_t tiles = (inner + tile - 1) / tile, items = outer * tiles;
     const int threads = csm_threads_for(outer * n * inner, items, max_threads);
-    csm_work work = csm_work_for(items, threads, rows ? ROW_GRANULE : 1);
+    csm_work work = csm_work_for(items, threads, rows && n <= kernels->short_row_limit ? ROW_GRANULE : 1);
     CSM_PARALLEL(threads, {
         int64_t begin, end;
         while (csm_work_take(&work, &begin, &end)) {

@@ -18,7 +18,9 @@
 /* Outputs that long rows on one thread complete before starting the next
  * rows (driver_body.h): about what L2 holds beside the blocks streaming through. */
 #define LONG_ROW_BATCH_BYTES (768 * 1024)
-/* Rows per work chunk are multiples of this (the widest short-row tile). */
+/* Rows per work chunk are multiples of this where the short-row tile kernel
+ * runs (its widest tile); longer rows are shared one by one, so that a few
+ * rows of 100 KB still spread over every thread. */
 #define SHORT_ROW_GRANULE 32
 
 typedef struct {

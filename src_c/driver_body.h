@@ -276,7 +276,8 @@ int DRIVER_FN(csm_reduce_options)(csm_operation operation, csm_precision precisi
     }
     if (n * (int64_t)sizeof(ELEMENT) <= SHORT_ROW_BYTES) {
         const int threads = csm_threads_for(work, outer, max_threads);
-        csm_work rows = csm_work_for(outer, threads, SHORT_ROW_GRANULE);
+        const int tiled = KERNEL_FN(r.kernels, rows) && n <= r.kernels->short_row_limit;
+        csm_work rows = csm_work_for(outer, threads, tiled ? SHORT_ROW_GRANULE : 1);
         CSM_PARALLEL(threads, {
             int64_t begin, end;
             while (csm_work_take(&rows, &begin, &end))

@@ -64,8 +64,8 @@ static void DRIVER_FN(row_sums)(const csm_reduction *r, const ELEMENT *x, const 
     }
     row->x = x;
     KERNEL_FN(r->kernels, partial)(x, kernel_where, store ? y : NULL, n, r->precision, r->temperature, &partial);
-    row->state = sizeof(ELEMENT) == sizeof(float) && store
-                     ? csm_row_scale_float32_softmax(&partial, r->temperature, &row->scale)
+    row->state = sizeof(ELEMENT) == sizeof(float)
+                     ? csm_row_scale_float32(&partial, r->operation, r->temperature, &row->scale)
                      : csm_row_scale_from_partials(&partial, 1, r->operation, r->temperature, &row->scale);
     if (r->operation == CSM_LOGSUMEXP)
         *y = (ELEMENT)csm_logsumexp_from_state(row->state, &row->scale);

@@ -197,15 +197,29 @@ csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t c
     return CSM_ROW_FINITE;
 }
 
-csm_row_state csm_row_scale_float32_softmax(const csm_partial *partial, const csm_temperature *temperature,
-                                            csm_row_scale *scale)
+/* log1p(r) for r >= 0 from log: log(u) r / (u - 1) with u = 1 + r rounded
+ * corrects u's rounding (Goldberg), to a few double ULP -- far below a
+ * float's -- and glibc's log costs a fraction of its log1p. */
+static double log1p_from_log(double r)
 {
-    if (!(partial->count == 0.0 && isfinite(partial->max) && isfinite(partial->rest_hi)))
-        return csm_row_scale_from_partials(partial, 1, CSM_SOFTMAX, temperature, scale);
+    const double u = 1.0 + r;
+    return u == 1.0 ? r : log(u) * (r / (u - 1.0));
+}
+
+csm_row_state csm_row_scale_float32(const csm_partial *partial, int operation, const csm_temperature *temperature,
+                                    csm_row_scale *scale)
+{
+    if (!(isfinite(partial->max) && isfinite(partial->rest_hi)))
+        return csm_row_scale_from_partials(partial, 1, operation, temperature, scale);
+    const double sum_lo = partial->rest_lo;
     scale->max = partial->max;
-    scale->inverse_hi = 1.0 / (partial->rest_hi + partial->rest_lo);
-    scale->inverse_lo = 0.0;
-    scale->log_sum = 0.0;
+    scale->inverse_hi = scale->inverse_lo = scale->log_sum = 0.0;
+    if (operation == CSM_SOFTMAX)
+        scale->inverse_hi = 1.0 / ((partial->count + partial->rest_hi) + sum_lo);
+    else if (partial->count == 0.0)
+        scale->log_sum = log(partial->rest_hi + sum_lo);
+    else /* rest = sum - 1 = (count - 1) + rest_hi + rest_lo, count - 1 exact */
+        scale->log_sum = log1p_from_log(((partial->count - 1.0) + partial->rest_hi) + sum_lo);
     return CSM_ROW_FINITE;
 }
 

@@ -113,11 +113,11 @@ typedef struct {
 csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t count, int operation,
                                           const csm_temperature *temperature, csm_row_scale *scale);
 
-/* csm_row_scale_from_partials for one storing partial of a float32 softmax
- * row: 1 / sum in double alone (inverse_lo 0: its 2^-53 is far below a
- * float's ULP), so the division is the only step between a row's passes. */
-csm_row_state csm_row_scale_float32_softmax(const csm_partial *partial, const csm_temperature *temperature,
-                                            csm_row_scale *scale);
+/* csm_row_scale_from_partials for the one partial of a float32 row, on a
+ * short chain (it sits between a row's passes): 1 / sum or log(sum) in double
+ * alone, whose 2^-53 errors are far below a float's ULP. */
+csm_row_state csm_row_scale_float32(const csm_partial *partial, int operation, const csm_temperature *temperature,
+                                    csm_row_scale *scale);
 
 /* Merge partials[0], partials[stride], ... (count of them), in that order,
  * into one partial relative to their overall maximum: row_scale.c.  The result

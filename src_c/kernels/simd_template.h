@@ -28,7 +28,10 @@
  * remainder), which costs fewer operations than carrying x - M exactly.
  * Measured max error: see TOLERANCES in tests/reference.py.
  * Fast mode drops step 1's correction (d rounded once, the classical
- * algorithm) and sums float32 terms in float32 for up to 16 steps per lane.
+ * algorithm) and sums float32 terms in float32 for up to 16 steps per lane;
+ * its float32 softmax rows take exp_from_reference_f32 too (one operation
+ * fewer than the classical exp, and no less accurate); its sums without a
+ * store add every term unmasked.
  *
  * NaN and infinities are not tested per element: a NaN x, +inf (inf - inf)
  * and an all -inf row all surface as a NaN sum, which the driver turns into
@@ -323,16 +326,17 @@ typedef struct {
     double rest_factor; /* masked sums: exp(-d) 2^-64, relative to M */
 } vf_exp_offset;
 
-/* m = round(M / ln2).  store: the softmax store path's terms; else the
- * masked sums' terms, times 2^64. */
-static vf_exp_offset exp_offset_f32(float row_max, const int store)
+/* m = round(M / ln2).  unmasked: the terms of a partial relative to m ln2
+ * (the softmax store path, fast mode's sums); else the masked sums' terms,
+ * times 2^64. */
+static vf_exp_offset exp_offset_f32(float row_max, const int unmasked)
 {
     const double m = nearbyint((double)row_max * 0x1.71547652B82FEp+0);
     vf_exp_offset offset;
-    offset.magic_bias = vf_set1((float)((double)(store ? MAGIC_BIAS_F32 : MAGIC_BIAS_SCALED_F32) + 1.0 - m));
+    offset.magic_bias = vf_set1((float)((double)(unmasked ? MAGIC_BIAS_F32 : MAGIC_BIAS_SCALED_F32) + 1.0 - m));
     offset.reference = m * LN2_HI_F64 + m * LN2_LO_F64;
     offset.rest_factor = 1.0;
-    if (!store) {
+    if (!unmasked) {
         const double d = ((double)row_max - m * LN2_HI_F64) - m * LN2_LO_F64; /* m * LN2_HI_F64 exact: |m| < 2^17 */
         offset.rest_factor = exp(-d) * SUM_UNSCALE;
     }
@@ -344,8 +348,8 @@ static vf_exp_offset exp_offset_f32(float row_max, const int store)
  * on halved coefficients (halving is exact), times 2^(n - m + 1) where that
  * power is a normal number (biased's low bits >= 0: results at most 4x below
  * the normal range, which may stay as subnormals); the other lanes, x = -inf
- * among them (t is NaN there), are 0.  Terms up to sqrt(2); the same
- * operations as the fast mode's exp. */
+ * among them (t is NaN there), are 0.  Terms up to sqrt(2); one operation
+ * fewer than exp_minus_max_f32's fast mode. */
 CSM_INLINE vf exp_from_reference_f32(vf x, const vf_exp_offset *offset)
 {
     vf biased = vf_fma(x, vf_set1(LOG2E_F32), offset->magic_bias);
@@ -480,12 +484,20 @@ CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y,
             y[i] = 0;
         return;
     }
-    if (exact && !tempered && fabsf(row_max) < OFFSET_EXP_LIMIT_F32)
-        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, store, !store, masked, tempered, 1);
-    else if (exact || store || !isfinite(row_max))
-        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, store, !store, masked, tempered, 0);
-    else /* fast: the classical sum of every term, unmasked (kernel_table.h) */
-        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, 0, 0, masked, tempered, 0);
+    /* fast mode sums every term of a finite row, unmasked (kernel_table.h),
+     * with the classical exp: the maximum's term is then exactly 1 (a row of
+     * one element has log_softmax 0) */
+    const int counted = !store && (exact || !isfinite(row_max));
+    if (!tempered && fabsf(row_max) < OFFSET_EXP_LIMIT_F32 && (store || counted)) {
+        if (store)
+            partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, 1, 0, masked, tempered, 1);
+        else
+            partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, 0, 1, masked, tempered, 1);
+    } else if (counted) {
+        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, 0, 1, masked, tempered, 0);
+    } else {
+        partial_f32_sums(x, where, y, n, row_max, temperature, partial, exact, store, 0, masked, tempered, 0);
+    }
 }
 
 /* partial_f32_body's passes after the max; counted: a masked partial (the
@@ -498,7 +510,8 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     const vf_inverse inverse = inverse_f32(temperature);
     const vf max_v = vf_set1(row_max);
     const vf negative_max = vf_set1(-row_max);
-    const vf_exp_offset exp_offset = offset ? exp_offset_f32(row_max, store) : (vf_exp_offset){max_v, 0.0, SUM_UNSCALE};
+    const vf_exp_offset exp_offset =
+        offset ? exp_offset_f32(row_max, !counted) : (vf_exp_offset){max_v, 0.0, store ? 1.0 : SUM_UNSCALE};
     vd sums[UNROLL] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
     vf float_sums[UNROLL] = {vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f)};
     int unfolded = 0;
@@ -560,8 +573,8 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
         sums[1] = vd_add(sums[1], vd_from_vf_high(e));
     }
     /* the reference m ln2 as a double: its rounding shifts a long row's block factors by < 2^-38 */
-    partial->max = offset && store ? exp_offset.reference : row_max;
-    partial->rest_hi = sum_lanes_f64(sums, UNROLL) * (store ? 1.0 : exp_offset.rest_factor);
+    partial->max = offset && !counted ? exp_offset.reference : row_max;
+    partial->rest_hi = sum_lanes_f64(sums, UNROLL) * exp_offset.rest_factor;
     partial->rest_lo = 0.0; /* double sums of float terms: error far below float32 ULP */
     if (!counted) {
         partial->count = 0.0;

@@ -167,12 +167,24 @@ static void DRIVER_FN(block_outputs)(const csm_reduction *r, const ELEMENT *x, E
     }
 }
 
+/* Long rows, phase 2: combine a row's partials in block order. */
+static void DRIVER_FN(combine_row)(const csm_reduction *r, ELEMENT *y, const csm_partial *partials,
+                                   csm_row_state *states, csm_row_scale *scales, int64_t row)
+{
+    states[row] =
+        csm_row_scale_from_partials(partials + row * r->blocks, r->blocks, r->operation, r->temperature, &scales[row]);
+    if (r->operation == CSM_LOGSUMEXP)
+        y[row] = (ELEMENT)csm_logsumexp_from_state(states[row], &scales[row]);
+}
+
 /* On one thread, long rows run in batches of rows whose outputs fill about
  * LONG_ROW_BATCH_BYTES: a batch's phase 3 then rescales blocks its phase 1
- * left in L2 instead of reading them back from memory.  A team runs one batch
- * (every batch costs two barriers, and a barrier waits for the slowest
- * thread: on a shared machine, one the OS has parked).  The batching only
- * orders the work, so the bits stay the same for any thread count. */
+ * left in L2 instead of reading them back from memory.  A team with at least
+ * two such rows per thread shares whole rows, each running its three phases
+ * on one thread in the same way; otherwise it shares every row's blocks in one
+ * batch (every batch costs two barriers, and a barrier waits for the slowest
+ * thread: on a shared machine, one the OS has parked).  Both only order the
+ * work, so the bits stay the same for any thread count. */
 typedef struct {
     int64_t first_row, rows;
     csm_work partials, rows_work, outputs;
@@ -181,7 +193,8 @@ typedef struct {
 static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMENT *y, int threads)
 {
     const int64_t row_bytes = r->n * (int64_t)sizeof(ELEMENT);
-    int64_t batch_rows = threads > 1 ? r->outer : LONG_ROW_BATCH_BYTES / row_bytes;
+    const int whole_rows = threads > 1 && r->outer >= 2 * (int64_t)threads && row_bytes <= LONG_ROW_BATCH_BYTES;
+    int64_t batch_rows = whole_rows ? 1 : threads > 1 ? r->outer : LONG_ROW_BATCH_BYTES / row_bytes;
     if (batch_rows < 1)
         batch_rows = 1;
     const int64_t batch_count = (r->outer + batch_rows - 1) / batch_rows;
@@ -197,35 +210,45 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
         free(batches);
         return CSM_ERROR_NO_MEMORY;
     }
+    const int batch_threads = whole_rows ? 1 : threads;
     for (int64_t b = 0; b < batch_count; b++) {
         DRIVER_FN(long_row_batch) *batch = &batches[b];
         batch->first_row = b * batch_rows;
         batch->rows = r->outer - batch->first_row < batch_rows ? r->outer - batch->first_row : batch_rows;
-        batch->partials = csm_work_for(batch->rows * r->blocks, threads, 1);
-        batch->rows_work = csm_work_for(batch->rows, threads, 1);
-        batch->outputs = csm_work_for(batch->rows * r->blocks, threads, 1);
+        batch->partials = csm_work_for(batch->rows * r->blocks, batch_threads, 1);
+        batch->rows_work = csm_work_for(batch->rows, batch_threads, 1);
+        batch->outputs = csm_work_for(batch->rows * r->blocks, batch_threads, 1);
     }
+    csm_work row_work = csm_work_for(r->outer, threads, 1);
     CSM_PARALLEL(threads, {
-        for (int64_t b = 0; b < batch_count; b++) {
-            DRIVER_FN(long_row_batch) *batch = &batches[b];
-            const int64_t first_item = batch->first_row * r->blocks;
-            int64_t begin, end;
-            while (csm_work_take(&batch->partials, &begin, &end))
-                DRIVER_FN(block_partials)(r, x, y, partials, first_item + begin, first_item + end);
-            CSM_BARRIER;
-            /* phase 2: combine each row's partials in block order */
-            while (csm_work_take(&batch->rows_work, &begin, &end)) {
-                for (int64_t row = batch->first_row + begin; row < batch->first_row + end; row++) {
-                    states[row] = csm_row_scale_from_partials(partials + row * r->blocks, r->blocks, r->operation,
-                                                              r->temperature, &scales[row]);
-                    if (r->operation == CSM_LOGSUMEXP)
-                        y[row] = (ELEMENT)csm_logsumexp_from_state(states[row], &scales[row]);
+        if (whole_rows) {
+            /* a batch of one row per take, on the thread that took it */
+            int64_t first, last;
+            while (csm_work_take(&row_work, &first, &last))
+                for (int64_t row = first; row < last; row++) {
+                    const int64_t item = row * r->blocks;
+                    DRIVER_FN(block_partials)(r, x, y, partials, item, item + r->blocks);
+                    DRIVER_FN(combine_row)(r, y, partials, states, scales, row);
+                    if (r->operation != CSM_LOGSUMEXP)
+                        DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, item, item + r->blocks);
                 }
+        } else {
+            for (int64_t b = 0; b < batch_count; b++) {
+                DRIVER_FN(long_row_batch) *batch = &batches[b];
+                const int64_t first_item = batch->first_row * r->blocks;
+                int64_t begin, end;
+                while (csm_work_take(&batch->partials, &begin, &end))
+                    DRIVER_FN(block_partials)(r, x, y, partials, first_item + begin, first_item + end);
+                CSM_BARRIER;
+                while (csm_work_take(&batch->rows_work, &begin, &end))
+                    for (int64_t row = batch->first_row + begin; row < batch->first_row + end; row++)
+                        DRIVER_FN(combine_row)(r, y, partials, states, scales, row);
+                CSM_BARRIER;
+                if (r->operation != CSM_LOGSUMEXP)
+                    while (csm_work_take(&batch->outputs, &begin, &end))
+                        DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, first_item + begin,
+                                                 first_item + end);
             }
-            CSM_BARRIER;
-            if (r->operation != CSM_LOGSUMEXP)
-                while (csm_work_take(&batch->outputs, &begin, &end))
-                    DRIVER_FN(block_outputs)(r, x, y, partials, states, scales, first_item + begin, first_item + end);
         }
     });
     free(partials);

@@ -126,6 +126,10 @@ def _det_cases(dtype):
     y[:100_000] = -np.inf  # whole blocks of -inf at the start
     y[2_500_000:2_600_000] = -np.inf
     yield "row(3_000_000) with -inf blocks", y, None
+    # long rows that a team shares whole (each row's phases on one thread)
+    z = (r.standard_normal((6, 70_001)) * 4).astype(dtype)
+    z[2, 40_000:] = -np.inf
+    yield "rows(6, 70_001)", z, 1
 
 
 @needs_c

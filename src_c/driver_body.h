@@ -194,10 +194,10 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
 {
     const int64_t row_bytes = r->n * (int64_t)sizeof(ELEMENT);
     const int whole_rows = threads > 1 && r->outer >= 2 * (int64_t)threads && row_bytes <= LONG_ROW_BATCH_BYTES;
-    int64_t batch_rows = whole_rows ? 1 : threads > 1 ? r->outer : LONG_ROW_BATCH_BYTES / row_bytes;
+    int64_t batch_rows = threads > 1 ? r->outer : LONG_ROW_BATCH_BYTES / row_bytes;
     if (batch_rows < 1)
         batch_rows = 1;
-    const int64_t batch_count = (r->outer + batch_rows - 1) / batch_rows;
+    const int64_t batch_count = (r->outer + batch_rows - 1) / batch_rows; /* a team's one batch: unused by whole rows */
     csm_partial *partials = (csm_partial *)malloc((size_t)(r->outer * r->blocks) * sizeof(csm_partial));
     csm_row_scale *scales = (csm_row_scale *)malloc((size_t)r->outer * sizeof(csm_row_scale));
     csm_row_state *states = (csm_row_state *)malloc((size_t)r->outer * sizeof(csm_row_state));
@@ -210,14 +210,13 @@ static int DRIVER_FN(long_rows)(const csm_reduction *r, const ELEMENT *x, ELEMEN
         free(batches);
         return CSM_ERROR_NO_MEMORY;
     }
-    const int batch_threads = whole_rows ? 1 : threads;
     for (int64_t b = 0; b < batch_count; b++) {
         DRIVER_FN(long_row_batch) *batch = &batches[b];
         batch->first_row = b * batch_rows;
         batch->rows = r->outer - batch->first_row < batch_rows ? r->outer - batch->first_row : batch_rows;
-        batch->partials = csm_work_for(batch->rows * r->blocks, batch_threads, 1);
-        batch->rows_work = csm_work_for(batch->rows, batch_threads, 1);
-        batch->outputs = csm_work_for(batch->rows * r->blocks, batch_threads, 1);
+        batch->partials = csm_work_for(batch->rows * r->blocks, threads, 1);
+        batch->rows_work = csm_work_for(batch->rows, threads, 1);
+        batch->outputs = csm_work_for(batch->rows * r->blocks, threads, 1);
     }
     csm_work row_work = csm_work_for(r->outer, threads, 1);
     CSM_PARALLEL(threads, {

@@ -153,30 +153,42 @@ csm_row_state csm_merge_partials(const csm_partial *partials, int64_t count, int
     return CSM_ROW_FINITE;
 }
 
+/* log1p(r) for r >= 0 from log: log(u) r / (u - 1) with u = 1 + r rounded
+ * corrects u's rounding (Goldberg), to a few double ULP -- far below a
+ * float's -- and glibc's log costs a fraction of its log1p. */
+static double log1p_from_log(double r)
+{
+    const double u = 1.0 + r;
+    return u == 1.0 ? r : log(u) * (r / (u - 1.0));
+}
+
 /* The scale of a row of one finite partial, the common case, on a short
- * dependency chain: it sits between a row's passes, so its latency counts. */
-static void scale_from_single_partial(const csm_partial *p, int operation, csm_row_scale *scale)
+ * dependency chain: it sits between a row's passes, so its latency counts.
+ * float32: 1 / sum and log(sum) in double alone, whose 2^-53 errors are far
+ * below a float's ULP. */
+static void scale_from_single_partial(const csm_partial *p, int operation, int float32, csm_row_scale *scale)
 {
     scale->max = p->max;
+    scale->inverse_hi = scale->inverse_lo = scale->log_sum = 0.0;
     if (operation == CSM_SOFTMAX) {
         /* sum = count + rest_hi + rest_lo; the store path's partial has count 0, rest_lo 0 */
         double_double sum = p->count == 0.0 ? (double_double){p->rest_hi, p->rest_lo} : two_sum(p->count, p->rest_hi);
         if (p->count != 0.0)
             sum.lo += p->rest_lo;
-        double inverse = 1.0 / sum.hi;
-        double_double product = two_product(inverse, sum.hi);
+        double inverse = 1.0 / (float32 ? sum.hi + sum.lo : sum.hi);
         scale->inverse_hi = inverse;
-        scale->inverse_lo = (((1.0 - product.hi) - product.lo) - inverse * sum.lo) * inverse;
-        scale->log_sum = 0.0;
+        if (!float32) {
+            double_double product = two_product(inverse, sum.hi);
+            scale->inverse_lo = (((1.0 - product.hi) - product.lo) - inverse * sum.lo) * inverse;
+        }
     } else if (p->count == 0.0) {
         /* an unmasked partial (fast mode's classical sum, kernel_table.h): log, not log1p */
-        scale->inverse_hi = scale->inverse_lo = 0.0;
         scale->log_sum = log(p->rest_hi + p->rest_lo);
     } else {
         /* rest = sum - 1 = (count - 1) + rest_hi + rest_lo, count - 1 exact */
         double_double rest = two_sum(p->count - 1.0, p->rest_hi);
-        scale->inverse_hi = scale->inverse_lo = 0.0;
-        scale->log_sum = log1p(rest.hi + (rest.lo + p->rest_lo));
+        const double r = rest.hi + (rest.lo + p->rest_lo);
+        scale->log_sum = float32 ? log1p_from_log(r) : log1p(r);
     }
 }
 
@@ -184,7 +196,7 @@ csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t c
                                           const csm_temperature *temperature, csm_row_scale *scale)
 {
     if (count == 1 && isfinite(partials->max) && isfinite(partials->rest_hi)) {
-        scale_from_single_partial(partials, operation, scale);
+        scale_from_single_partial(partials, operation, 0, scale);
         return CSM_ROW_FINITE;
     }
     csm_partial merged;
@@ -197,29 +209,12 @@ csm_row_state csm_row_scale_from_partials(const csm_partial *partials, int64_t c
     return CSM_ROW_FINITE;
 }
 
-/* log1p(r) for r >= 0 from log: log(u) r / (u - 1) with u = 1 + r rounded
- * corrects u's rounding (Goldberg), to a few double ULP -- far below a
- * float's -- and glibc's log costs a fraction of its log1p. */
-static double log1p_from_log(double r)
-{
-    const double u = 1.0 + r;
-    return u == 1.0 ? r : log(u) * (r / (u - 1.0));
-}
-
 csm_row_state csm_row_scale_float32(const csm_partial *partial, int operation, const csm_temperature *temperature,
                                     csm_row_scale *scale)
 {
     if (!(isfinite(partial->max) && isfinite(partial->rest_hi)))
         return csm_row_scale_from_partials(partial, 1, operation, temperature, scale);
-    const double sum_lo = partial->rest_lo;
-    scale->max = partial->max;
-    scale->inverse_hi = scale->inverse_lo = scale->log_sum = 0.0;
-    if (operation == CSM_SOFTMAX)
-        scale->inverse_hi = 1.0 / ((partial->count + partial->rest_hi) + sum_lo);
-    else if (partial->count == 0.0)
-        scale->log_sum = log(partial->rest_hi + sum_lo);
-    else /* rest = sum - 1 = (count - 1) + rest_hi + rest_lo, count - 1 exact */
-        scale->log_sum = log1p_from_log(((partial->count - 1.0) + partial->rest_hi) + sum_lo);
+    scale_from_single_partial(partial, operation, 1, scale);
     return CSM_ROW_FINITE;
 }
 

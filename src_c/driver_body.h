@@ -36,39 +36,47 @@ static void DRIVER_FN(fill_special)(ELEMENT *y, const uint8_t *where, int64_t n,
         y[i] = where[i] ? (ELEMENT)NAN : excluded;
 }
 
-/* A row that fits in cache runs in two steps: its sums (max, exp, sum and
- * the scale), then its outputs.  short_rows starts the next row's sums
- * before this row's outputs, so the division or log between a row's passes
- * overlaps the next row's loops instead of stalling them; the order of the
- * work changes, not its arithmetic. */
+/* A row that fits in cache runs in three steps: its max, its sums (exp,
+ * sum and the scale), then its outputs.  short_rows interleaves rows as
+ * max(r), outputs(r - 1), sums(r): the wait for a row's max and for its
+ * division or log overlaps another row's loop instead of stalling the
+ * core; the order of the work changes, not its arithmetic. */
 typedef struct {
-    const ELEMENT *x; /* what the output pass reads (y holding x when masked) */
+    const ELEMENT *x;            /* what the passes read (y holding x when masked) */
+    const uint8_t *kernel_where; /* the mask the sums read (logsumexp only) */
     const uint8_t *where;
     ELEMENT *y;
+    ELEMENT max;
     csm_row_state state;
     csm_row_scale scale;
 } DRIVER_FN(row_in_flight);
 
-static void DRIVER_FN(row_sums)(const csm_reduction *r, const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n,
-                                DRIVER_FN(row_in_flight) * row)
+static void DRIVER_FN(row_max)(const csm_reduction *r, const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n,
+                               DRIVER_FN(row_in_flight) * row)
 {
-    csm_partial partial;
-    const int store = r->operation == CSM_SOFTMAX;
     row->where = where;
+    row->kernel_where = where;
     row->y = y;
-    const uint8_t *kernel_where = where;
     if (where && r->operation != CSM_LOGSUMEXP) { /* read the mask once: y = x, excluded -inf */
         KERNEL_FN(r->kernels, mask)(x, where, y, n);
         x = y;
-        kernel_where = NULL;
+        row->kernel_where = NULL;
     }
     row->x = x;
-    KERNEL_FN(r->kernels, partial)(x, kernel_where, store ? y : NULL, n, r->precision, r->temperature, &partial);
+    row->max = KERNEL_FN(r->kernels, max)(x, row->kernel_where, n);
+}
+
+static void DRIVER_FN(row_sums)(const csm_reduction *r, int64_t n, DRIVER_FN(row_in_flight) * row)
+{
+    csm_partial partial;
+    const int store = r->operation == CSM_SOFTMAX;
+    KERNEL_FN(r->kernels, partial)(row->x, row->kernel_where, store ? row->y : NULL, n, row->max, r->precision,
+                                   r->temperature, &partial);
     row->state = sizeof(ELEMENT) == sizeof(float)
                      ? csm_row_scale_float32(&partial, r->operation, r->temperature, &row->scale)
                      : csm_row_scale_from_partials(&partial, 1, r->operation, r->temperature, &row->scale);
     if (r->operation == CSM_LOGSUMEXP)
-        *y = (ELEMENT)csm_logsumexp_from_state(row->state, &row->scale);
+        *row->y = (ELEMENT)csm_logsumexp_from_state(row->state, &row->scale);
 }
 
 static void DRIVER_FN(row_outputs)(const csm_reduction *r, int64_t n, const DRIVER_FN(row_in_flight) * row)
@@ -93,9 +101,10 @@ static void DRIVER_FN(short_rows)(const csm_reduction *r, const ELEMENT *x, ELEM
     }
     DRIVER_FN(row_in_flight) rows[2];
     for (int64_t row = begin; row < end; row++) {
-        DRIVER_FN(row_sums)(r, x + row * n, r->where ? r->where + row * n : NULL, y + row * y_row, n, &rows[row & 1]);
+        DRIVER_FN(row_max)(r, x + row * n, r->where ? r->where + row * n : NULL, y + row * y_row, n, &rows[row & 1]);
         if (row > begin)
             DRIVER_FN(row_outputs)(r, n, &rows[(row - 1) & 1]);
+        DRIVER_FN(row_sums)(r, n, &rows[row & 1]);
     }
     if (end > begin)
         DRIVER_FN(row_outputs)(r, n, &rows[(end - 1) & 1]);
@@ -135,7 +144,8 @@ static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, 
             source = y + offset;
             where = NULL;
         }
-        KERNEL_FN(r->kernels, partial)(source, where, store ? y + offset : NULL, length, r->precision, r->temperature,
+        KERNEL_FN(r->kernels, partial)(source, where, store ? y + offset : NULL, length,
+                                       KERNEL_FN(r->kernels, max)(source, where, length), r->precision, r->temperature,
                                        &partials[item]);
     }
 }

@@ -55,7 +55,14 @@ typedef struct {
  * whose excluded outputs the driver writes (csm_fill_special_*). */
 typedef struct {
     const char *name;
-    /* One contiguous row or block: fills *partial.  With y != NULL (which may
+    /* The maximum of the included x: -inf when none, a NaN or not when x
+     * holds one (a NaN term then makes the partial NaN anyway).  Its own
+     * entry so that a driver can run a row's max pass ahead of other work
+     * and hide the wait for the maximum. */
+    float (*max_f32)(const float *x, const uint8_t *where, int64_t n);
+    double (*max_f64)(const double *x, const uint8_t *where, int64_t n);
+    /* One contiguous row or block, given row_max = max_* of the same x, where
+     * and n (the same table's): fills *partial.  With y != NULL (which may
      * be x) it also stores exp((x - p.max) / T) into y and fills an unmasked
      * partial, whose max may be a reference point within ln2/2 of the true
      * maximum rather than the maximum (float32: terms then up to sqrt(2));
@@ -63,9 +70,9 @@ typedef struct {
      * With y == NULL it fills a masked partial -- or, in fast mode where the
      * maximum is finite, an unmasked one: the classical sum of every term,
      * whose log needs no log1p (fast mode's accuracy, DESIGN.md section 1). */
-    void (*partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
+    void (*partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, float row_max, int precision,
                         const csm_temperature *temperature, csm_partial *partial);
-    void (*partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
+    void (*partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, double row_max, int precision,
                         const csm_temperature *temperature, csm_partial *partial);
     /* y = x where included, -inf where excluded (y may be x): the row paths
      * read the mask once this way, then run unmasked on y. */

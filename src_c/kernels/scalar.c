@@ -23,6 +23,8 @@
 
 const csm_kernel_table csm_kernels_scalar = {
     .name = "scalar",
+    .max_f32 = max_f32_scalar,
+    .max_f64 = max_f64_scalar,
     .partial_f32 = partial_f32_scalar,
     .partial_f64 = partial_f64_scalar,
     .mask_f32 = mask_f32_scalar,

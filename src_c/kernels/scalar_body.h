@@ -66,9 +66,9 @@ static void SCALAR_FN(mask)(const ELEMENT *x, const uint8_t *where, ELEMENT *y, 
         y[i] = SCALAR_FN(load)(x, where, i);
 }
 
-static double SCALAR_FN(max)(const ELEMENT *x, const uint8_t *where, int64_t n)
+static ELEMENT SCALAR_FN(max)(const ELEMENT *x, const uint8_t *where, int64_t n)
 {
-    double row_max = -INFINITY;
+    ELEMENT row_max = -INFINITY;
     for (int64_t i = 0; i < n; i++)
         if (SCALAR_FN(load)(x, where, i) > row_max)
             row_max = x[i];
@@ -84,14 +84,13 @@ static void SCALAR_FN(kahan_add)(double *sum, double *compensation, double term)
 }
 
 /* A NaN x gives a NaN term (exp(NaN)), which the driver turns into a NaN row. */
-static void SCALAR_FN(partial)(const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n, int precision,
-                               const csm_temperature *temperature, csm_partial *partial)
+static void SCALAR_FN(partial)(const ELEMENT *x, const uint8_t *where, ELEMENT *y, int64_t n, ELEMENT row_max,
+                               int precision, const csm_temperature *temperature, csm_partial *partial)
 {
     const int exact = precision == CSM_EXACT;
-    const double row_max = SCALAR_FN(max)(x, where, n);
     if (y && row_max == -INFINITY) {
         /* only -inf (and NaN): nothing finite to store against, and y may be x */
-        SCALAR_FN(partial)(x, where, NULL, n, precision, temperature, partial);
+        SCALAR_FN(partial)(x, where, NULL, n, row_max, precision, temperature, partial);
         for (int64_t i = 0; i < n; i++)
             y[i] = 0;
         return;

@@ -456,7 +456,7 @@ static void KERNEL(mask_f32)(const float *x, const uint8_t *where, float *y, int
     fill_excluded_f32(x, where, y, n, -INFINITY);
 }
 
-static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
+static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, float row_max, int precision,
                                 const csm_temperature *temperature, csm_partial *partial);
 
 CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y, int64_t n, float row_max,
@@ -467,19 +467,18 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
 /* store: y = exp((x - M) / T), plain sum.  !store: masked sum of the
  * non-maximal terms plus the count of maxima (tail lanes are filled with M,
  * which counts nowhere: count is n minus the non-maximal lanes). */
-CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y, int64_t n,
+CSM_INLINE void partial_f32_body(const float *x, const uint8_t *where, float *y, int64_t n, float row_max,
                                  const csm_temperature *temperature, csm_partial *partial, const int exact,
                                  const int store, const int masked, const int tempered)
 {
-    const float row_max = max_f32(x, where, n, masked);
     if (tempered && exact && row_max > TEMPERED_HUGE_F32) {
-        csm_kernels_scalar.partial_f32(x, where, y, n, CSM_EXACT, temperature, partial);
+        csm_kernels_scalar.partial_f32(x, where, y, n, row_max, CSM_EXACT, temperature, partial);
         return;
     }
     if (store && row_max == -INFINITY) {
         /* Only -inf (and NaN, or nothing included): nothing finite to store
          * against, and y may be x, so report the masked partial and store zeros. */
-        KERNEL(partial_f32)(x, where, NULL, n, exact ? CSM_EXACT : CSM_FAST, temperature, partial);
+        KERNEL(partial_f32)(x, where, NULL, n, row_max, exact ? CSM_EXACT : CSM_FAST, temperature, partial);
         for (int64_t i = 0; i < n; i++)
             y[i] = 0;
         return;
@@ -588,11 +587,16 @@ CSM_INLINE void partial_f32_sums(const float *x, const uint8_t *where, float *y,
     }
 }
 
-static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int precision,
+static float KERNEL(max_f32)(const float *x, const uint8_t *where, int64_t n)
+{
+    return where ? max_f32(x, where, n, 1) : max_f32(x, NULL, n, 0);
+}
+
+static void KERNEL(partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, float row_max, int precision,
                                 const csm_temperature *temperature, csm_partial *partial)
 {
 #define PARTIAL_F32(exact, store, masked, tempered)                                                                    \
-    partial_f32_body(x, where, y, n, temperature, partial, exact, store, masked, tempered)
+    partial_f32_body(x, where, y, n, row_max, temperature, partial, exact, store, masked, tempered)
     SPECIALISE(PARTIAL_F32, precision == CSM_EXACT, y != NULL, where != NULL, temperature != NULL);
 #undef PARTIAL_F32
 }
@@ -818,25 +822,24 @@ static void KERNEL(mask_f64)(const double *x, const uint8_t *where, double *y, i
     fill_excluded_f64(x, where, y, n, -INFINITY);
 }
 
-static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
-                                const csm_temperature *temperature, csm_partial *partial);
+static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, double row_max,
+                                int precision, const csm_temperature *temperature, csm_partial *partial);
 
 CSM_INLINE void partial_f64_sums(const double *x, const uint8_t *where, double *y, int64_t n, double row_max,
                                  const csm_temperature *temperature, csm_partial *partial, const int exact,
                                  const int store, const int counted, const int masked, const int tempered);
 
-CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *y, int64_t n,
+CSM_INLINE void partial_f64_body(const double *x, const uint8_t *where, double *y, int64_t n, double row_max,
                                  const csm_temperature *temperature, csm_partial *partial, const int exact,
                                  const int store, const int masked, const int tempered)
 {
-    const double row_max = max_f64(x, where, n, masked);
     if (tempered && exact && row_max > TEMPERED_HUGE_F64) {
-        csm_kernels_scalar.partial_f64(x, where, y, n, CSM_EXACT, temperature, partial);
+        csm_kernels_scalar.partial_f64(x, where, y, n, row_max, CSM_EXACT, temperature, partial);
         return;
     }
     if (store && row_max == -INFINITY) {
         /* as partial_f32_body */
-        KERNEL(partial_f64)(x, where, NULL, n, exact ? CSM_EXACT : CSM_FAST, temperature, partial);
+        KERNEL(partial_f64)(x, where, NULL, n, row_max, exact ? CSM_EXACT : CSM_FAST, temperature, partial);
         for (int64_t i = 0; i < n; i++)
             y[i] = 0;
         return;
@@ -918,11 +921,16 @@ CSM_INLINE void partial_f64_sums(const double *x, const uint8_t *where, double *
     }
 }
 
-static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int precision,
-                                const csm_temperature *temperature, csm_partial *partial)
+static double KERNEL(max_f64)(const double *x, const uint8_t *where, int64_t n)
+{
+    return where ? max_f64(x, where, n, 1) : max_f64(x, NULL, n, 0);
+}
+
+static void KERNEL(partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, double row_max,
+                                int precision, const csm_temperature *temperature, csm_partial *partial)
 {
 #define PARTIAL_F64(exact, store, masked, tempered)                                                                    \
-    partial_f64_body(x, where, y, n, temperature, partial, exact, store, masked, tempered)
+    partial_f64_body(x, where, y, n, row_max, temperature, partial, exact, store, masked, tempered)
     SPECIALISE(PARTIAL_F64, precision == CSM_EXACT, y != NULL, where != NULL, temperature != NULL);
 #undef PARTIAL_F64
 }
@@ -1758,7 +1766,9 @@ BACKWARD_BODY(f64, double)
 
 static const csm_kernel_table KERNEL(table) = {
     .name = CSM_STRINGIFY(CSM_ISA_SUFFIX),
+    .max_f32 = KERNEL(max_f32),
     .partial_f32 = KERNEL(partial_f32),
+    .max_f64 = KERNEL(max_f64),
     .partial_f64 = KERNEL(partial_f64),
     .mask_f32 = KERNEL(mask_f32),
     .mask_f64 = KERNEL(mask_f64),

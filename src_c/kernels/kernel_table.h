@@ -55,10 +55,10 @@ typedef struct {
  * whose excluded outputs the driver writes (csm_fill_special_*). */
 typedef struct {
     const char *name;
-    /* The maximum of the included x: -inf when none, a NaN or not when x
-     * holds one (a NaN term then makes the partial NaN anyway).  Its own
-     * entry so that a driver can run a row's max pass ahead of other work
-     * and hide the wait for the maximum. */
+    /* The maximum of the included x, -inf when none; where x holds a NaN it
+     * may or may not be NaN (the NaN term makes the partial NaN either way).
+     * An entry of its own so that a driver can run a row's max pass ahead of
+     * other work and hide the wait for the maximum. */
     float (*max_f32)(const float *x, const uint8_t *where, int64_t n);
     double (*max_f64)(const double *x, const uint8_t *where, int64_t n);
     /* One contiguous row or block, given row_max = max_* of the same x, where

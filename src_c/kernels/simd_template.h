@@ -1013,13 +1013,18 @@ static void KERNEL(finish_f64)(const double *x, const uint8_t *where, double *y,
 /* per-column scale comes from the same row_scale.c combine as rows.         */
 /* ------------------------------------------------------------------------- */
 
-#define COLUMN_VECTORS 2     /* float32: 64-byte rows per tile */
-#define COLUMN_VECTORS_F64 2 /* float64: 64-byte rows per tile (1 vector halves line use; 4 spills) */
+#define COLUMN_VECTORS 2 /* float32: 64-byte rows per tile (128 with AVX-512) */
+#ifndef COLUMN_VECTORS_F64
+#define COLUMN_VECTORS_F64 2 /* float64: 64-byte rows (1 vector halves line use; 4 spill with AVX2) */
+#endif
 
-/* Per-lane scalars of a log_softmax tile, from per-lane partials. */
+/* Per-lane scalars of a log_softmax tile (either type), from per-lane partials. */
+#define COLUMN_SCALE_LANES                                                                                             \
+    (COLUMN_VECTORS * VF_LANES > COLUMN_VECTORS_F64 * VD_LANES ? COLUMN_VECTORS * VF_LANES                             \
+                                                               : COLUMN_VECTORS_F64 * VD_LANES)
 typedef struct {
-    double max[COLUMN_VECTORS * VF_LANES];
-    double log_sum[COLUMN_VECTORS * VF_LANES];
+    double max[COLUMN_SCALE_LANES];
+    double log_sum[COLUMN_SCALE_LANES];
 } column_scales;
 
 /* log1p(r) for finite r >= 0, within about an ULP: u = 1 + r with its
@@ -1061,7 +1066,7 @@ static void column_scales_from_partials(const csm_partial *partials, int64_t col
                                         const csm_temperature *temperature, column_scales *scales, double *logsumexp)
 {
     enum {
-        LANES = COLUMN_VECTORS * VF_LANES
+        LANES = COLUMN_SCALE_LANES
     };
     double rest[LANES];
     int64_t j = 0;

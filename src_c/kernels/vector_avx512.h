@@ -11,6 +11,10 @@
 #define CSM_ISA_SUFFIX avx512
 #define VF_LANES 16
 #define VD_LANES 8
+/* float64 column tiles of 4 vectors (256-byte rows): 32 registers hold their
+ * state without spills; (1000, 1000) axis=0 ran 10-20% faster than with 2 on
+ * an Emerald Rapids Xeon (no change in bits: columns are independent lanes) */
+#define COLUMN_VECTORS_F64 4
 
 typedef __m512 vf;
 typedef __m512d vd;

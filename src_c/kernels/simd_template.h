@@ -1177,20 +1177,23 @@ CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y,
     if (store) {
         /* softmax: 1 / sum per lane in double, split into float hi + lo; a NaN
          * sum (a NaN, +inf or only -inf in the column) poisons the column */
+        vf inverse_hi[COLUMN_VECTORS], inverse_lo[COLUMN_VECTORS];
         for (int v = 0; v < vectors; v++) {
             vd inverse_low = vd_div(vd_set1(1.0), sums[2 * v]);
             vd inverse_high = vd_div(vd_set1(1.0), sums[2 * v + 1]);
-            vf inverse_hi = vf_from_vd_pair(inverse_low, inverse_high);
-            vf inverse_lo = vf_from_vd_pair(vd_sub(inverse_low, vd_from_vf_low(inverse_hi)),
-                                            vd_sub(inverse_high, vd_from_vf_high(inverse_hi)));
-            for (int64_t i = 0; i < n; i++) {
+            inverse_hi[v] = vf_from_vd_pair(inverse_low, inverse_high);
+            inverse_lo[v] = vf_from_vd_pair(vd_sub(inverse_low, vd_from_vf_low(inverse_hi[v])),
+                                            vd_sub(inverse_high, vd_from_vf_high(inverse_hi[v])));
+        }
+        /* whole tile rows, last first: pass 2's last rows are still in L1 */
+        for (int64_t i = n - 1; i >= 0; i--)
+            for (int v = 0; v < vectors; v++) {
                 const int64_t at = i * inner + v * VF_LANES;
-                vf out = scale_f32(column_load_f32(y + at, lanes[v], 0.0f), inverse_hi, inverse_lo, exact);
+                vf out = scale_f32(column_load_f32(y + at, lanes[v], 0.0f), inverse_hi[v], inverse_lo[v], exact);
                 if (masked)
                     out = vf_select(where_f32(where, at, lanes[v]), out, vf_set1(0.0f));
                 column_store_f32(y + at, out, lanes[v]);
             }
-        }
         return;
     }
 
@@ -1221,33 +1224,39 @@ CSM_INLINE void columns_f32_body(const float *x, const uint8_t *where, float *y,
         return;
     }
 
-    /* pass 3: log_softmax outputs */
+    /* pass 3: log_softmax outputs, whole tile rows, last first (as softmax) */
     const vd inverse_d = vd_set1(temperature ? temperature->inverse_hi : 1.0);
+    vd max_low[COLUMN_VECTORS], max_high[COLUMN_VECTORS], log_low[COLUMN_VECTORS], log_high[COLUMN_VECTORS];
+    vf max_f[COLUMN_VECTORS], log_f[COLUMN_VECTORS];
     for (int v = 0; v < vectors; v++) {
         const int64_t base = v * VF_LANES;
-        vd max_low = vd_load(scales.max + base), max_high = vd_load(scales.max + base + VD_LANES);
-        vd log_low = vd_load(scales.log_sum + base), log_high = vd_load(scales.log_sum + base + VD_LANES);
-        vf max_f = vf_from_vd_pair(max_low, max_high), log_f = vf_from_vd_pair(log_low, log_high);
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t at = i * inner + base;
+        max_low[v] = vd_load(scales.max + base);
+        max_high[v] = vd_load(scales.max + base + VD_LANES);
+        log_low[v] = vd_load(scales.log_sum + base);
+        log_high[v] = vd_load(scales.log_sum + base + VD_LANES);
+        max_f[v] = vf_from_vd_pair(max_low[v], max_high[v]);
+        log_f[v] = vf_from_vd_pair(log_low[v], log_high[v]);
+    }
+    for (int64_t i = n - 1; i >= 0; i--)
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VF_LANES;
             vf xk = column_load_f32(x + at, lanes[v], 0.0f);
             vf out;
             if (exact) {
-                vd low = vd_sub(vd_from_vf_low(xk), max_low), high = vd_sub(vd_from_vf_high(xk), max_high);
+                vd low = vd_sub(vd_from_vf_low(xk), max_low[v]), high = vd_sub(vd_from_vf_high(xk), max_high[v]);
                 if (tempered) {
                     low = vd_mul(low, inverse_d);
                     high = vd_mul(high, inverse_d);
                 }
-                out = vf_from_vd_pair(vd_sub(low, log_low), vd_sub(high, log_high));
+                out = vf_from_vd_pair(vd_sub(low, log_low[v]), vd_sub(high, log_high[v]));
             } else {
-                vf d = vf_sub(xk, max_f);
-                out = vf_sub(tempered ? vf_mul(d, inverse.hi) : d, log_f);
+                vf d = vf_sub(xk, max_f[v]);
+                out = vf_sub(tempered ? vf_mul(d, inverse.hi) : d, log_f[v]);
             }
             if (masked)
                 out = vf_select(where_f32(where, at, lanes[v]), out, vf_set1(-INFINITY));
             column_store_f32(y + at, out, lanes[v]);
         }
-    }
 }
 
 static void KERNEL(columns_f32)(const float *x, const uint8_t *where, float *y, int64_t n, int64_t inner,
@@ -1338,21 +1347,24 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
     if (store) {
         /* softmax: 1 / (Kahan sum) per lane as a double-double (one Newton
          * step); a NaN sum poisons the column */
+        vd inverse_hi[COLUMN_VECTORS_F64], inverse_lo[COLUMN_VECTORS_F64];
         for (int v = 0; v < vectors; v++) {
             vd sum_hi = vd_sub(sums[v], compensations[v]);
             vd sum_lo = vd_sub(vd_zero(), vd_add(compensations[v], vd_sub(sum_hi, sums[v])));
-            vd inverse_hi = vd_div(vd_set1(1.0), sum_hi);
+            inverse_hi[v] = vd_div(vd_set1(1.0), sum_hi);
             vd residual =
-                vd_sub(vd_fma(vd_sub(vd_zero(), inverse_hi), sum_hi, vd_set1(1.0)), vd_mul(inverse_hi, sum_lo));
-            vd inverse_lo = vd_mul(residual, inverse_hi);
-            for (int64_t i = 0; i < n; i++) {
+                vd_sub(vd_fma(vd_sub(vd_zero(), inverse_hi[v]), sum_hi, vd_set1(1.0)), vd_mul(inverse_hi[v], sum_lo));
+            inverse_lo[v] = vd_mul(residual, inverse_hi[v]);
+        }
+        /* whole tile rows, last first: pass 2's last rows are still in L1 */
+        for (int64_t i = n - 1; i >= 0; i--)
+            for (int v = 0; v < vectors; v++) {
                 const int64_t at = i * inner + v * VD_LANES;
-                vd out = scale_f64(column_load_f64(y + at, lanes[v], 0.0), inverse_hi, inverse_lo, exact);
+                vd out = scale_f64(column_load_f64(y + at, lanes[v], 0.0), inverse_hi[v], inverse_lo[v], exact);
                 if (masked)
                     out = vd_select(where_f64(where, at, lanes[v]), out, vd_zero());
                 column_store_f64(y + at, out, lanes[v]);
             }
-        }
         return;
     }
 
@@ -1382,20 +1394,21 @@ CSM_INLINE void columns_f64_body(const double *x, const uint8_t *where, double *
         return;
     }
 
-    /* pass 3: log_softmax outputs */
+    /* pass 3: log_softmax outputs, whole tile rows, last first (as softmax) */
+    vd log_sums[COLUMN_VECTORS_F64];
     for (int v = 0; v < vectors; v++) {
-        const int64_t base = v * VD_LANES;
-        vd negative_max = vd_sub(vd_zero(), vd_load(scales.max + base));
-        vd log_sum = vd_load(scales.log_sum + base);
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t at = i * inner + base;
-            vd out = log_softmax_f64(column_load_f64(x + at, lanes[v], 0.0), negative_max, log_sum, exact, tempered,
-                                     inverse);
+        negative_max[v] = vd_sub(vd_zero(), vd_load(scales.max + v * VD_LANES));
+        log_sums[v] = vd_load(scales.log_sum + v * VD_LANES);
+    }
+    for (int64_t i = n - 1; i >= 0; i--)
+        for (int v = 0; v < vectors; v++) {
+            const int64_t at = i * inner + v * VD_LANES;
+            vd out = log_softmax_f64(column_load_f64(x + at, lanes[v], 0.0), negative_max[v], log_sums[v], exact,
+                                     tempered, inverse);
             if (masked)
                 out = vd_select(where_f64(where, at, lanes[v]), out, vd_set1(-INFINITY));
             column_store_f64(y + at, out, lanes[v]);
         }
-    }
 }
 
 static void KERNEL(columns_f64)(const double *x, const uint8_t *where, double *y, int64_t n, int64_t inner,

@@ -1432,23 +1432,27 @@ static void KERNEL(columns_f64)(const double *x, const uint8_t *where, double *y
 #define SHORT_ROW_LIMIT 64
 
 /* destination[i * destination_stride + j] = source[j * source_stride + i] for
- * i < columns, j < rows: 8x8 register blocks where the vocabulary has them,
- * element by element for the edges. */
+ * i < columns, j < rows: 8x8 register blocks (masked at the edges) where the
+ * vocabulary has them, else element by element. */
 static void transpose_f32(const float *source, int64_t source_stride, float *destination, int64_t destination_stride,
                           int64_t rows, int64_t columns)
 {
-    int64_t full_rows = 0, full_columns = 0;
 #ifdef VF_HAS_TRANSPOSE_8X8
-    full_rows = rows / 8 * 8;
-    full_columns = columns / 8 * 8;
-    for (int64_t j = 0; j < full_rows; j += 8)
-        for (int64_t i = 0; i < full_columns; i += 8)
-            vf_transpose_8x8(source + j * source_stride + i, source_stride, destination + i * destination_stride + j,
-                             destination_stride);
-#endif
+    for (int64_t j = 0; j < rows; j += 8)
+        for (int64_t i = 0; i < columns; i += 8) {
+            const float *from = source + j * source_stride + i;
+            float *to = destination + i * destination_stride + j;
+            if (rows - j >= 8 && columns - i >= 8)
+                vf_transpose_8x8(from, source_stride, to, destination_stride);
+            else
+                vf_transpose_8x8_edge(from, source_stride, to, destination_stride, rows - j < 8 ? rows - j : 8,
+                                      columns - i < 8 ? columns - i : 8);
+        }
+#else
     for (int64_t j = 0; j < rows; j++)
-        for (int64_t i = j < full_rows ? full_columns : 0; i < columns; i++)
+        for (int64_t i = 0; i < columns; i++)
             destination[i * destination_stride + j] = source[j * source_stride + i];
+#endif
 }
 
 /* Masked short rows: the tile's rows (contiguous) are first copied with

@@ -1455,6 +1455,22 @@ static void transpose_f32(const float *source, int64_t source_stride, float *des
 #endif
 }
 
+/* As transpose_f32, with 4x4 blocks. */
+static void transpose_f64(const double *source, int64_t source_stride, double *destination, int64_t destination_stride,
+                          int64_t rows, int64_t columns)
+{
+#ifdef VD_HAS_TRANSPOSE_4X4
+    for (int64_t j = 0; j < rows; j += 4)
+        for (int64_t i = 0; i < columns; i += 4)
+            vd_transpose_4x4(source + j * source_stride + i, source_stride, destination + i * destination_stride + j,
+                             destination_stride, rows - j < 4 ? rows - j : 4, columns - i < 4 ? columns - i : 4);
+#else
+    for (int64_t j = 0; j < rows; j++)
+        for (int64_t i = 0; i < columns; i++)
+            destination[i * destination_stride + j] = source[j * source_stride + i];
+#endif
+}
+
 /* Masked short rows: the tile's rows (contiguous) are first copied with
  * excluded elements set to -inf, and the outputs' excluded elements are set
  * afterwards (special rows are NaN everywhere in the column kernel): two
@@ -1500,16 +1516,12 @@ static void KERNEL(rows_f64)(const double *x, const uint8_t *where, double *y, i
             fill_excluded_f64(source, where + first * n, masked_rows, count * n, -INFINITY);
             source = masked_rows;
         }
-        for (int64_t j = 0; j < count; j++)
-            for (int64_t i = 0; i < n; i++)
-                buffer[i * TILE + j] = source[j * n + i];
+        transpose_f64(source, n, buffer, TILE, count, n);
         double *destination = operation == CSM_LOGSUMEXP ? y + first : buffer;
         KERNEL(columns_f64)(buffer, NULL, destination, n, TILE, count, operation, precision, temperature);
         if (operation == CSM_LOGSUMEXP)
             continue;
-        for (int64_t j = 0; j < count; j++)
-            for (int64_t i = 0; i < n; i++)
-                y[(first + j) * n + i] = buffer[i * TILE + j];
+        transpose_f64(buffer, TILE, y + first * n, n, n, count);
         if (where)
             fill_excluded_f64(y + first * n, where + first * n, y + first * n, count * n, excluded);
     }

@@ -76,7 +76,7 @@ CSM_INLINE vf_count vf_count_zero(void) { return _mm256_setzero_si256(); }
 CSM_INLINE vf_count vf_count_add(vf_count c, vf_mask m) { return _mm256_sub_epi32(c, _mm256_castps_si256(m)); }
 CSM_INLINE void vf_count_store(int32_t *p, vf_count c) { _mm256_storeu_si256((__m256i *)p, c); }
 
-#include "transpose_8x8_avx.h"
+#include "transpose_avx.h"
 
 /* ---- float64 ---- */
 CSM_INLINE vd vd_set1(double a) { return _mm256_set1_pd(a); }

@@ -72,7 +72,7 @@ CSM_INLINE vf_count vf_count_zero(void) { return _mm512_setzero_si512(); }
 CSM_INLINE vf_count vf_count_add(vf_count c, vf_mask m) { return _mm512_mask_add_epi32(c, m, c, _mm512_set1_epi32(1)); }
 CSM_INLINE void vf_count_store(int32_t *p, vf_count c) { _mm512_storeu_si512((void *)p, c); }
 
-#include "transpose_8x8_avx.h"
+#include "transpose_avx.h"
 
 /* ---- float64 ---- */
 CSM_INLINE vd vd_set1(double a) { return _mm512_set1_pd(a); }

@@ -1,7 +1,8 @@
-/* An 8x8 float transpose in 256-bit registers, for the vocabularies whose
- * target includes AVX2 (avx2, avx512): the short-row tiles' transposes. */
-#ifndef CSM_TRANSPOSE_8X8_AVX_H
-#define CSM_TRANSPOSE_8X8_AVX_H
+/* 8x8 float and 4x4 double transposes in 256-bit registers, for the
+ * vocabularies whose target includes AVX2 (avx2, avx512): the short-row
+ * tiles' transposes. */
+#ifndef CSM_TRANSPOSE_AVX_H
+#define CSM_TRANSPOSE_AVX_H
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -65,4 +66,45 @@ CSM_INLINE void vf_transpose_8x8_edge(const float *source, int64_t source_stride
         _mm256_maskstore_ps(destination + k * destination_stride, row_mask, r[k]);
 }
 
-#endif /* CSM_TRANSPOSE_8X8_AVX_H */
+#define VD_HAS_TRANSPOSE_4X4 1
+
+/* As transpose_8x8_registers, for 4 doubles: 8 shuffles. */
+CSM_INLINE void transpose_4x4_registers(__m256d rows[4])
+{
+    __m256d t0 = _mm256_unpacklo_pd(rows[0], rows[1]), t1 = _mm256_unpackhi_pd(rows[0], rows[1]);
+    __m256d t2 = _mm256_unpacklo_pd(rows[2], rows[3]), t3 = _mm256_unpackhi_pd(rows[2], rows[3]);
+    rows[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    rows[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    rows[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    rows[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+/* The first `lanes` (0..4) 64-bit lanes set. */
+CSM_INLINE __m256i transpose_lane_mask_64(int64_t lanes)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(lanes), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+/* As vf_transpose_8x8 and vf_transpose_8x8_edge in one: the top-left rows x
+ * columns (each 1..4) of a 4x4 double block, masked where either is short. */
+CSM_INLINE void vd_transpose_4x4(const double *source, int64_t source_stride, double *destination,
+                                 int64_t destination_stride, int64_t rows, int64_t columns)
+{
+    __m256d r[4];
+    if (rows == 4 && columns == 4) {
+        for (int k = 0; k < 4; k++)
+            r[k] = _mm256_loadu_pd(source + k * source_stride);
+        transpose_4x4_registers(r);
+        for (int k = 0; k < 4; k++)
+            _mm256_storeu_pd(destination + k * destination_stride, r[k]);
+        return;
+    }
+    const __m256i column_mask = transpose_lane_mask_64(columns), row_mask = transpose_lane_mask_64(rows);
+    for (int k = 0; k < 4; k++)
+        r[k] = k < rows ? _mm256_maskload_pd(source + k * source_stride, column_mask) : _mm256_setzero_pd();
+    transpose_4x4_registers(r);
+    for (int k = 0; k < columns; k++)
+        _mm256_maskstore_pd(destination + k * destination_stride, row_mask, r[k]);
+}
+
+#endif /* CSM_TRANSPOSE_AVX_H */

@@ -66,8 +66,7 @@ static double CE_FN(row)(const csm_cross_entropy *ce, const ELEMENT *x, const EL
     }
     csm_partial partial;
     csm_row_scale scale;
-    KERNEL_FN(ce->kernels, partial)(x, NULL, NULL, n, KERNEL_FN(ce->kernels, max)(x, NULL, n), CSM_EXACT, NULL,
-                                    &partial);
+    CE_FN(csm_partial_of)(ce->kernels, x, NULL, NULL, n, CSM_EXACT, NULL, &partial);
     if (csm_row_scale_from_partials(&partial, 1, CSM_LOG_SOFTMAX, NULL, &scale) != CSM_ROW_FINITE) {
         /* NaN, +inf or only -inf: log_softmax is NaN throughout, so is the loss */
         if (grad)

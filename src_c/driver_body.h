@@ -144,9 +144,8 @@ static void DRIVER_FN(block_partials)(const csm_reduction *r, const ELEMENT *x, 
             source = y + offset;
             where = NULL;
         }
-        KERNEL_FN(r->kernels, partial)(source, where, store ? y + offset : NULL, length,
-                                       KERNEL_FN(r->kernels, max)(source, where, length), r->precision, r->temperature,
-                                       &partials[item]);
+        DRIVER_FN(csm_partial_of)(r->kernels, source, where, store ? y + offset : NULL, length, r->precision,
+                                  r->temperature, &partials[item]);
     }
 }
 

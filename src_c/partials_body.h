@@ -16,18 +16,15 @@ static void PARTS_FN(row_partial)(const csm_kernel_table *kernels, int precision
                                   csm_partial *blocks, csm_partial *partial)
 {
     if (n <= PARTS_BLOCK) {
-        PARTS_KERNEL(kernels, partial)(x, where, NULL, n, PARTS_KERNEL(kernels, max)(x, where, n), precision,
-                                       temperature, partial);
+        PARTS_FN(csm_partial_of)(kernels, x, where, NULL, n, precision, temperature, partial);
         return;
     }
     const int64_t count = (n + PARTS_BLOCK - 1) / PARTS_BLOCK;
     for (int64_t b = 0; b < count; b++) {
         const int64_t start = b * PARTS_BLOCK;
         const int64_t length = n - start < PARTS_BLOCK ? n - start : PARTS_BLOCK;
-        const uint8_t *block_where = where ? where + start : NULL;
-        PARTS_KERNEL(kernels, partial)(x + start, block_where, NULL, length,
-                                       PARTS_KERNEL(kernels, max)(x + start, block_where, length), precision,
-                                       temperature, &blocks[b]);
+        PARTS_FN(csm_partial_of)(kernels, x + start, where ? where + start : NULL, NULL, length, precision, temperature,
+                                 &blocks[b]);
     }
     csm_merge_partials(blocks, count, 1, temperature, partial);
 }
@@ -79,13 +76,10 @@ static void PARTS_FN(column_partials)(const csm_kernel_table *kernels, int preci
         PARTS_FN(gather)(x, inner, start, length, columns, tile);
         if (where)
             PARTS_FN(gather_mask)(where, inner, start, length, columns, mask_tile);
-        for (int64_t j = 0; j < columns; j++) {
-            const ELEMENT *column = tile + j * PARTS_TILE_ROWS;
-            const uint8_t *column_where = where ? mask_tile + j * PARTS_TILE_ROWS : NULL;
-            PARTS_KERNEL(kernels, partial)(column, column_where, NULL, length,
-                                           PARTS_KERNEL(kernels, max)(column, column_where, length), precision,
-                                           temperature, &blocks[j * count + b]);
-        }
+        for (int64_t j = 0; j < columns; j++)
+            PARTS_FN(csm_partial_of)(kernels, tile + j * PARTS_TILE_ROWS,
+                                     where ? mask_tile + j * PARTS_TILE_ROWS : NULL, NULL, length, precision,
+                                     temperature, &blocks[j * count + b]);
     }
     for (int64_t j = 0; j < columns; j++) {
         if (count == 1)

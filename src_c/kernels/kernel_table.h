@@ -62,14 +62,15 @@ typedef struct {
     float (*max_f32)(const float *x, const uint8_t *where, int64_t n);
     double (*max_f64)(const double *x, const uint8_t *where, int64_t n);
     /* One contiguous row or block, given row_max = max_* of the same x, where
-     * and n (the same table's): fills *partial.  With y != NULL (which may
-     * be x) it also stores exp((x - p.max) / T) into y and fills an unmasked
-     * partial, whose max may be a reference point within ln2/2 of the true
-     * maximum rather than the maximum (float32: terms then up to sqrt(2));
-     * when the maximum is -inf it stores zeros and fills the masked partial.
-     * With y == NULL it fills a masked partial -- or, in fast mode where the
-     * maximum is finite, an unmasked one: the classical sum of every term,
-     * whose log needs no log1p (fast mode's accuracy, DESIGN.md section 1). */
+     * and n (the same table's; csm_partial_of_* below pairs the two): fills
+     * *partial.  With y != NULL (which may be x) it also stores
+     * exp((x - p.max) / T) into y and fills an unmasked partial, whose max
+     * may be a reference point within ln2/2 of the true maximum rather than
+     * the maximum (float32: terms then up to sqrt(2)); when the maximum is
+     * -inf it stores zeros and fills the masked partial.  With y == NULL it
+     * fills a masked partial -- or, in fast mode where the maximum is finite,
+     * an unmasked one: the classical sum of every term, whose log needs no
+     * log1p (fast mode's accuracy, DESIGN.md section 1). */
     void (*partial_f32)(const float *x, const uint8_t *where, float *y, int64_t n, float row_max, int precision,
                         const csm_temperature *temperature, csm_partial *partial);
     void (*partial_f64)(const double *x, const uint8_t *where, double *y, int64_t n, double row_max, int precision,
@@ -113,6 +114,22 @@ typedef struct {
     int64_t column_tile_f64;
     int64_t short_row_limit;
 } csm_kernel_table;
+
+/* partial_* of x with its maximum from the same table: every caller but the
+ * driver's rows in cache, which run the max pass ahead of other work. */
+static inline void csm_partial_of_f32(const csm_kernel_table *kernels, const float *x, const uint8_t *where, float *y,
+                                      int64_t n, int precision, const csm_temperature *temperature,
+                                      csm_partial *partial)
+{
+    kernels->partial_f32(x, where, y, n, kernels->max_f32(x, where, n), precision, temperature, partial);
+}
+
+static inline void csm_partial_of_f64(const csm_kernel_table *kernels, const double *x, const uint8_t *where, double *y,
+                                      int64_t n, int precision, const csm_temperature *temperature,
+                                      csm_partial *partial)
+{
+    kernels->partial_f64(x, where, y, n, kernels->max_f64(x, where, n), precision, temperature, partial);
+}
 
 /* Combine partials in their given (fixed) order into a row scale: row_scale.c.
  * Shared by the driver and the column kernels so the special-value rules and

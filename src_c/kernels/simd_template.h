@@ -1439,15 +1439,9 @@ static void transpose_f32(const float *source, int64_t source_stride, float *des
 {
 #ifdef VF_HAS_TRANSPOSE_8X8
     for (int64_t j = 0; j < rows; j += 8)
-        for (int64_t i = 0; i < columns; i += 8) {
-            const float *from = source + j * source_stride + i;
-            float *to = destination + i * destination_stride + j;
-            if (rows - j >= 8 && columns - i >= 8)
-                vf_transpose_8x8(from, source_stride, to, destination_stride);
-            else
-                vf_transpose_8x8_edge(from, source_stride, to, destination_stride, rows - j < 8 ? rows - j : 8,
-                                      columns - i < 8 ? columns - i : 8);
-        }
+        for (int64_t i = 0; i < columns; i += 8)
+            vf_transpose_8x8(source + j * source_stride + i, source_stride, destination + i * destination_stride + j,
+                             destination_stride, rows - j < 8 ? rows - j : 8, columns - i < 8 ? columns - i : 8);
 #else
     for (int64_t j = 0; j < rows; j++)
         for (int64_t i = 0; i < columns; i++)

@@ -33,32 +33,30 @@ CSM_INLINE void transpose_8x8_registers(__m256 rows[8])
         rows[k] = t[k];
 }
 
-/* Transposes the 8x8 float block at source (rows source_stride apart) into
- * destination (rows destination_stride apart): 8 loads, 24 shuffles, 8 stores. */
-CSM_INLINE void vf_transpose_8x8(const float *source, int64_t source_stride, float *destination,
-                                 int64_t destination_stride)
-{
-    __m256 r[8];
-    for (int k = 0; k < 8; k++)
-        r[k] = _mm256_loadu_ps(source + k * source_stride);
-    transpose_8x8_registers(r);
-    for (int k = 0; k < 8; k++)
-        _mm256_storeu_ps(destination + k * destination_stride, r[k]);
-}
-
 /* The first `lanes` (0..8) lanes set. */
 CSM_INLINE __m256i transpose_lane_mask(int64_t lanes)
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* An edge block: the top-left rows x columns (each 1..8) of the block, with
- * masked loads and stores, so nothing outside it is read or written. */
-CSM_INLINE void vf_transpose_8x8_edge(const float *source, int64_t source_stride, float *destination,
-                                      int64_t destination_stride, int64_t rows, int64_t columns)
+/* Transposes the top-left rows x columns (each 1..8) of the 8x8 float block
+ * at source (rows source_stride apart) into destination (rows
+ * destination_stride apart): 8 loads, 24 shuffles, 8 stores; an edge block
+ * (either count short) uses masked loads and stores, so nothing outside it
+ * is read or written. */
+CSM_INLINE void vf_transpose_8x8(const float *source, int64_t source_stride, float *destination,
+                                 int64_t destination_stride, int64_t rows, int64_t columns)
 {
-    const __m256i column_mask = transpose_lane_mask(columns), row_mask = transpose_lane_mask(rows);
     __m256 r[8];
+    if (rows == 8 && columns == 8) {
+        for (int k = 0; k < 8; k++)
+            r[k] = _mm256_loadu_ps(source + k * source_stride);
+        transpose_8x8_registers(r);
+        for (int k = 0; k < 8; k++)
+            _mm256_storeu_ps(destination + k * destination_stride, r[k]);
+        return;
+    }
+    const __m256i column_mask = transpose_lane_mask(columns), row_mask = transpose_lane_mask(rows);
     for (int k = 0; k < 8; k++)
         r[k] = k < rows ? _mm256_maskload_ps(source + k * source_stride, column_mask) : _mm256_setzero_ps();
     transpose_8x8_registers(r);
@@ -85,8 +83,7 @@ CSM_INLINE __m256i transpose_lane_mask_64(int64_t lanes)
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(lanes), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
-/* As vf_transpose_8x8 and vf_transpose_8x8_edge in one: the top-left rows x
- * columns (each 1..4) of a 4x4 double block, masked where either is short. */
+/* As vf_transpose_8x8, for a 4x4 double block (rows, columns 1..4). */
 CSM_INLINE void vd_transpose_4x4(const double *source, int64_t source_stride, double *destination,
                                  int64_t destination_stride, int64_t rows, int64_t columns)
 {

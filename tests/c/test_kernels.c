@@ -337,9 +337,9 @@ static void call_partial(const csm_kernel_table *k, test_dtype dtype, const void
                          csm_partial *partial)
 {
     if (dtype == DTYPE_F32)
-        k->partial_f32(x, NULL, y, n, k->max_f32(x, NULL, n), precision, NULL, partial);
+        csm_partial_of_f32(k, x, NULL, y, n, precision, NULL, partial);
     else
-        k->partial_f64(x, NULL, y, n, k->max_f64(x, NULL, n), precision, NULL, partial);
+        csm_partial_of_f64(k, x, NULL, y, n, precision, NULL, partial);
 }
 
 static void call_scale(const csm_kernel_table *k, test_dtype dtype, void *y, int64_t n, int precision,

@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-accuracy", action="store_true", help="skip the ULP measurement")
     p.add_argument(
+        "--no-pairs",
+        action="store_true",
+        help="skip the paired ratios of figures 4 and 5 (bench/pairs.py)",
+    )
+    p.add_argument(
         "--wait-idle",
         type=float,
         default=0.0,
@@ -228,6 +233,8 @@ def main(argv=None) -> int:
                 cmd.append("--no-latency")
             if args.no_accuracy:
                 cmd.append("--no-accuracy")
+            if args.no_pairs:
+                cmd.append("--no-pairs")
             if pin:
                 cmd.append("--pin")
             if args.wait_idle:

@@ -209,12 +209,13 @@ def main(argv=None) -> int:
     parser.add_argument("--latency-calls", type=int, default=100_000)
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--no-pairs", action="store_true")
     parser.add_argument("--pin", action="store_true")
     parser.add_argument("--wait-idle", type=float, default=0.0)
     parser.add_argument("--json", required=True)
     args = parser.parse_args(argv)
 
-    from . import accuracy, cases, latency, peers, sysinfo
+    from . import accuracy, cases, latency, pairs, peers, sysinfo
 
     threads = args.threads
     pinned = None
@@ -244,6 +245,9 @@ def main(argv=None) -> int:
     for case in cases.select(args.cases):
         results.append(run_case(case, impls, args))
 
+    paired = None
+    if not args.no_pairs and any(i.kind == "csoftmax" for i in impls):
+        paired = pairs.measure(threads, args, log=log)
     acc = None
     if not args.no_accuracy:
         log("accuracy ...")
@@ -278,6 +282,7 @@ def main(argv=None) -> int:
         "cases": results,
         "accuracy": acc,
         "latency": lat,
+        "pairs": paired,
     }
     end_info = sysinfo.csoftmax_config()
     if end_info.get("native_sha256") != csoftmax_info.get("native_sha256"):

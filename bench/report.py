@@ -208,9 +208,38 @@ def markdown(data: dict) -> str:
     ]
     for run in data["runs"]:
         out += _run_tables(run)
+    out += _pairs_table(data)
     out += _accuracy_table(data)
     out += _latency_table(data)
     return "\n".join(out) + "\n"
+
+
+def _pairs_table(data: dict) -> list[str]:
+    """The ratios bench/pairs.py timed alternately (figures 4 and 5), per worker."""
+    rows = []
+    for run in data["runs"]:
+        for ratios in (run.get("pairs") or {}).values():
+            for r in ratios.values():
+                rows.append(
+                    f"| {run['threads']} | {r['numerator']} / {r['denominator']} | "
+                    f"{fmt_time(r['numerator_median_s'])} / {fmt_time(r['denominator_median_s'])} | "
+                    f"{r['median']:.2f}× [{r['q1']:.2f}, {r['q3']:.2f}] |"
+                )
+    if not rows:
+        return []
+    return [
+        "## Paired ratios",
+        "",
+        "Two csoftmax calls timed alternately in the same rounds (`bench/pairs.py`): axis=0 over "
+        "axis=-1 of float64 (1000, 1000) (figure 5), and one float32 (1, 10_000_000) row at 1 thread "
+        "over the same row at the worker's thread count (figure 4). Ratio = median of the per-round "
+        "ratios [quartiles].",
+        "",
+        "| worker threads | calls | medians | ratio |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _cell(case: dict, name: str) -> str:

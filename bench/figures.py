@@ -210,9 +210,14 @@ def _paired(run: dict, name: str) -> dict | None:
     return (run.get("pairs") or {}).get(name)
 
 
-def _paired_text(ratio: dict, threshold: float) -> str:
+def _paired_text(ratio: dict, what: str, threshold: float) -> str:
+    """'alternating <what>: <medians>, <ratio>' with the close mark from the per-round spread."""
     noise = (ratio["q3"] - ratio["q1"]) / 2 / ratio["median"]
-    return f"{ratio['median']:.2f}×{_close(ratio['median'], threshold, noise)}"
+    return (
+        f"alternating {what}: {fmt_time(ratio['numerator_median_s'])} / "
+        f"{fmt_time(ratio['denominator_median_s'])}, "
+        f"{ratio['median']:.2f}×{_close(ratio['median'], threshold, noise)}"
+    )
 
 
 def figure4(data) -> Verdict:
@@ -243,8 +248,7 @@ def figure4(data) -> Verdict:
         if paired and mode in paired:
             ratio = paired[mode]["median"]
             measured = (
-                f"alternating 1 and {tmax} threads: {fmt_time(paired[mode]['numerator_median_s'])} / "
-                f"{fmt_time(paired[mode]['denominator_median_s'])}, {_paired_text(paired[mode], 1.7)}; "
+                f"{_paired_text(paired[mode], f'1 and {tmax} threads', 1.7)}; "
                 f"as separately timed cases {separate}"
             )
         else:
@@ -296,10 +300,8 @@ def figure5(data) -> Verdict:
             )
             if paired and mode in paired:
                 ratio = paired[mode]["median"]
-                measured = (
-                    f"alternating axis 0 and axis -1: {fmt_time(paired[mode]['numerator_median_s'])} / "
-                    f"{fmt_time(paired[mode]['denominator_median_s'])}, {_paired_text(paired[mode], 1.2)}"
-                    + (f"; as separately timed cases {separate}" if separate else "")
+                measured = _paired_text(paired[mode], "axis 0 and axis -1", 1.2) + (
+                    f"; as separately timed cases {separate}" if separate else ""
                 )
             elif separate:
                 ratio = c / r

@@ -78,12 +78,11 @@ def threads(csoftmax, args, most: int) -> dict:
     return {mode: _ratio(stats, f"{mode} 1 thread", f"{mode} {most} threads") for mode in MODES}
 
 
-def measure(threads_count: int, args, log) -> dict | None:
-    """The paired ratios of one worker (the thread pair only where it has several threads)."""
-    try:
-        import csoftmax
-    except ImportError:
-        return None
+def measure(threads_count: int, args, log) -> dict:
+    """The paired ratios of one worker (the thread pair only where it has several threads);
+    the worker calls it only where csoftmax loaded."""
+    import csoftmax
+
     log("paired ratios (figures 4 and 5) ...")
     record = {"axes": axes(csoftmax, args)}
     if threads_count > 1:

@@ -351,10 +351,9 @@ static vf_exp_offset exp_offset_f32(float row_max, const int unmasked)
  * power is a normal number (results at most 4x below the normal range, which
  * may stay as subnormals).  Lower x is raised to the floor, where biased's low
  * bits are 0 and so the power reads as +0: those terms, x = -inf among them,
- * are 0.  That max replaces a compare and a blend of the product (the same
- * bits; on AVX2 and NEON one operation fewer, and exact log_softmax's masked
- * sums 5% faster on AVX-512); max(floor, x) keeps a NaN x.  Terms up to
- * sqrt(2); fewer operations than exp_minus_max_f32's fast mode. */
+ * are 0 with one max instead of a compare and a blend; max(floor, x) keeps a
+ * NaN x.  Terms up to sqrt(2); fewer operations than exp_minus_max_f32's fast
+ * mode. */
 CSM_INLINE vf exp_from_reference_f32(vf x, const vf_exp_offset *offset)
 {
     x = vf_max(offset->floor, x);
